@@ -1,0 +1,34 @@
+"""neuronlab: neuron-level methods for understanding and training deep networks.
+
+One module per concern (see the book's API page):
+
+* :mod:`neuronlab.config` -- profiles (``quick``/``full``), seeds, devices, the data folder
+* :mod:`neuronlab.data` -- ``load_dataset(name)``: offline and downloadable datasets
+* :mod:`neuronlab.models` -- the papers' MLPs, a small CNN, CIFAR ResNet-18 / VGG-19, GCN, GraphSAGE
+* :mod:`neuronlab.probe` -- record layer responses with forward hooks that are always removed
+* :mod:`neuronlab.train` -- a small seeded, resumable training loop
+* :mod:`neuronlab.runs` -- save every finished run of a sweep; resume after a crash
+* :mod:`neuronlab.init` -- Xavier, He, orthogonal, LSUV (and, later, Neuron Campaign)
+* :mod:`neuronlab.signal` -- Chapter 1: vanishing and exploding signals
+
+Submodules are imported lazily so that ``import neuronlab`` stays fast.
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_SUBMODULES = ("config", "data", "models", "probe", "train", "runs", "init", "signal")
+__all__ = list(_SUBMODULES) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        module = import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'neuronlab' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Build the book: execute every notebook (quick profile unless NEURONLAB_PROFILE=full) and render HTML
+# into _build/html. Open _build/html/index.html in a browser.
+source "$(dirname "$0")/_venv.sh"
+echo "==> building the book (profile: $NEURONLAB_PROFILE)"
+.venv/bin/jupyter-book build . -W -n --keep-going "$@"
+echo "==> done: open _build/html/index.html"
