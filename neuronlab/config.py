@@ -23,6 +23,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+#: The two profile names, ``"quick"`` (the default) and ``"full"``.
 PROFILES = ("quick", "full")
 PROFILE_ENV = "NEURONLAB_PROFILE"
 DATA_ENV = "NEURONLAB_DATA"

@@ -1,4 +1,4 @@
-"""Datasets for every chapter through one entry point, :func:`load_dataset`.
+"""Datasets for every chapter through one entry point, ``load_dataset(name)``.
 
 Image datasets come back as a :class:`DatasetSplits` (train / validation / test tensors, ``float32`` inputs
 scaled to ``[0, 1]`` and standardized with the *training* statistics, ``int64`` labels, on the CPU).
@@ -135,7 +135,7 @@ class DatasetSplits:
     num_classes: int
     #: Shape of one sample, e.g. ``(1, 28, 28)``, or ``(784,)`` when flattened.
     input_shape: Tuple[int, ...]
-    #: Class names: ``classes[k]`` names label ``k``.
+    #: The name of every class (``classes[k]`` names label ``k``).
     classes: List[str]
     #: One line saying where the data came from (package, folder or download).
     source: str

@@ -182,8 +182,8 @@ def lsuv_(model: nn.Module, x: torch.Tensor, *, tol: float = 0.05, max_iter: int
 
     With zero biases a layer's output is linear in its weight, so one rescaling already gives
     :math:`v = 1` up to floating-point error; biases and normalization layers are why the loop exists.
-    The model is put in ``eval`` mode during the passes (so dropout does not disturb the estimate) and
-    restored afterwards. Unlike the PyPI ``lsuv`` package, no state is kept in module globals and the
+    The model is put in ``eval`` mode during the passes (so dropout does not disturb the estimate and
+    batch normalization uses its running statistics, which are left untouched) and restored afterwards. Unlike the PyPI ``lsuv`` package, no state is kept in module globals and the
     forward hook is removed on every exit path.
 
     Args:

@@ -87,7 +87,8 @@ def propagate_random_product(n_layers: int = 100, width: int = 512, weight_std: 
     for layer in range(n_layers):  # sequential by nature: layer l needs layer l-1
         a = torch.randn(width, width, generator=gen, dtype=dtype) * weight_std
         x = a @ x
-        means[layer], stds[layer] = x.mean().item(), x.std().item()
+        # statistics in float64: the float32 std of a still-finite x overflows one layer early
+        means[layer], stds[layer] = x.double().mean().item(), x.double().std().item()
         if first_zero is None and bool((x == 0).all()):
             first_zero = layer + 1
         if not bool(torch.isfinite(x).all()):

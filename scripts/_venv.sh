@@ -10,6 +10,5 @@ fi
 echo "==> installing neuronlab[test,book] into .venv (first time: several minutes, PyTorch is large)"
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[test,book]"
-export MPLBACKEND=Agg
 export NEURONLAB_PROFILE=${NEURONLAB_PROFILE:-quick}
 export PYTHONWARNINGS=${PYTHONWARNINGS:-"ignore::FutureWarning:torch_geometric"}

@@ -64,8 +64,11 @@ def _layer_output_variances(model, x):
     outputs = {}
     handles = [m.register_forward_hook(lambda m, i, o, n=n: outputs.__setitem__(n, o.var().item()))
                for n, m in weight_layers(model)]
+    was_training = model.training
+    model.eval()  # LSUV's promise holds for the inference-time network (dropout off, BN running stats)
     with torch.no_grad():
         model(x)
+    model.train(was_training)
     for h in handles:
         h.remove()
     return outputs
@@ -126,6 +129,7 @@ def test_lsuv_reports_dead_layer():
     model = MLP([10, 20, 3])
     with torch.no_grad():
         model.fc1.weight.zero_()
+        model.fc1.bias.zero_()
     with pytest.raises(RuntimeError, match="variance"):
         lsuv_(model, torch.randn(50, 10), orthogonal=False)
 
