@@ -70,6 +70,23 @@ def _zero_bias(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def _variance_scaling_(model: nn.Module, std_of, distribution: str, zero_bias: bool,
+                       generator: Optional[torch.Generator]) -> nn.Module:
+    """Draw every weight with mean 0 and std ``std_of(fan_in, fan_out)``, normal or uniform
+    (``U[-a, a]`` with ``a = sqrt(3) * std`` has that std)."""
+    if distribution not in ("normal", "uniform"):
+        raise ValueError(f"distribution must be 'normal' or 'uniform', got {distribution!r}")
+    for _, layer in weight_layers(model):
+        std = std_of(*fan_in_out(layer.weight))
+        if distribution == "normal":
+            layer.weight.normal_(0.0, std, generator=generator)
+        else:
+            layer.weight.uniform_(-math.sqrt(3.0) * std, math.sqrt(3.0) * std, generator=generator)
+        if zero_bias:
+            _zero_bias(layer)
+    return model
+
+
 @torch.no_grad()
 def gaussian_(model: nn.Module, std: float = 0.01, *, zero_bias: bool = True,
               generator: Optional[torch.Generator] = None) -> nn.Module:
@@ -99,19 +116,8 @@ def xavier_(model: nn.Module, distribution: str = "normal", gain: float = 1.0, *
     :math:`U[-a, a]` with :math:`a = \text{gain}\sqrt{6/(n_\text{in}+n_\text{out})}` (a uniform on
     :math:`[-a, a]` has variance :math:`a^2/3`).
     """
-    if distribution not in ("normal", "uniform"):
-        raise ValueError(f"distribution must be 'normal' or 'uniform', got {distribution!r}")
-    for _, layer in weight_layers(model):
-        fan_in, fan_out = fan_in_out(layer.weight)
-        std = gain * math.sqrt(2.0 / (fan_in + fan_out))
-        if distribution == "normal":
-            layer.weight.normal_(0.0, std, generator=generator)
-        else:
-            bound = math.sqrt(3.0) * std
-            layer.weight.uniform_(-bound, bound, generator=generator)
-        if zero_bias:
-            _zero_bias(layer)
-    return model
+    return _variance_scaling_(model, lambda fan_in, fan_out: gain * math.sqrt(2.0 / (fan_in + fan_out)),
+                              distribution, zero_bias, generator)
 
 
 @torch.no_grad()
@@ -124,19 +130,8 @@ def he_(model: nn.Module, distribution: str = "normal", *, negative_slope: float
     with :math:`a` the negative slope of a leaky ReLU (0 for ReLU). Note that the standard deviation is
     :math:`\sqrt{2/n_\text{in}}`; some slides write :math:`2/n_\text{in}` where the variance is meant.
     """
-    if distribution not in ("normal", "uniform"):
-        raise ValueError(f"distribution must be 'normal' or 'uniform', got {distribution!r}")
-    for _, layer in weight_layers(model):
-        fan_in, _ = fan_in_out(layer.weight)
-        std = math.sqrt(2.0 / ((1.0 + negative_slope**2) * fan_in))
-        if distribution == "normal":
-            layer.weight.normal_(0.0, std, generator=generator)
-        else:
-            bound = math.sqrt(3.0) * std
-            layer.weight.uniform_(-bound, bound, generator=generator)
-        if zero_bias:
-            _zero_bias(layer)
-    return model
+    return _variance_scaling_(model, lambda fan_in, _: math.sqrt(2.0 / ((1.0 + negative_slope**2) * fan_in)),
+                              distribution, zero_bias, generator)
 
 
 @torch.no_grad()
