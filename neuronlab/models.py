@@ -1,18 +1,24 @@
 """The networks of the book, with named layers so that every layer can be probed by name.
 
+Every model names its layers (``fc1``, ``act1``, ``conv1``, ``layer3``, ``features.block1`` ...) so that
+:func:`neuronlab.probe.record` can find them with ``model.named_modules()`` names. Activations are
+modules (never ``F.relu``) and never in-place, so their outputs can be recorded and later modified
+safely.
+
 Depth conventions differ between the papers this book reproduces, for the *same* networks:
 
 * the NSR paper (Fu et al., NeurIPS 2022) counts the input layer: ``MLP-3`` is 784-100-10 and ``MLP-4``
-  is 784-256-100-10;
+  is 784-256-100-10 (``MLP-k`` has ``k`` widths, hence ``k - 1`` weight layers);
 * the IBCI paper (Mao et al., CIKM 2021) counts weight layers: 784-100-10 is its "2 layers",
   784-256-100-10 its "3 layers", and 784-32-32-32-32-10 its "5 layers".
 
 :func:`paper_mlp` accepts both names (``"MLP-4"`` and ``"IBCI-3"`` are the same network), and
-:class:`MLP.depth` is always the number of linear (weight) layers.
+:attr:`MLP.depth` is always the number of linear (weight) layers, whatever the paper calls the net.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections import OrderedDict
 from typing import Callable, Dict, List, Sequence, Union
@@ -33,6 +39,7 @@ __all__ = [
     "count_parameters",
 ]
 
+#: Activation names accepted by :class:`MLP`, mapped to the module class built for each hidden layer.
 ACTIVATIONS: Dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
@@ -43,9 +50,13 @@ ACTIVATIONS: Dict[str, Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
 }
 
-#: Layer widths (input, hidden..., output) of the papers' MNIST MLPs. NSR's widths are those of the
-#: official repository's README (hidden 100 / 256-100 / 256-128-64-32 / 256-128-64-32-32-16 /
-#: 256-128-64-64-32-32-16-16); IBCI's are from its Table 1.
+#: Layer widths (input, hidden..., output) of the papers' MNIST MLPs.
+#:
+#: * NSR (``MLP-k``, the input layer counted): the hidden widths are the "Model" table of the official
+#:   repository's README (github ``HaitaoMao/Neuron-with-Steady-Response-Leads-to-Better-Generalization``):
+#:   MLP-3 [100], MLP-4 [256, 100], MLP-6 [256, 128, 64, 32], MLP-8 [256, 128, 64, 32, 32, 16],
+#:   MLP-10 [256, 128, 64, 64, 32, 32, 16, 16] (MLP-4 is the scripts' default, says the README).
+#: * IBCI (``IBCI-k``, weight layers counted): the three networks of its Table 1.
 PAPER_MLP_WIDTHS: Dict[str, List[int]] = {
     "MLP-3": [784, 100, 10],
     "MLP-4": [784, 256, 100, 10],
@@ -58,16 +69,30 @@ PAPER_MLP_WIDTHS: Dict[str, List[int]] = {
 }
 
 
-def _activation_factory(activation: Union[str, Callable[[], nn.Module]]) -> Callable[[], nn.Module]:
+def _activation_factory(activation: Union[str, Callable[[], nn.Module], nn.Module]) -> Callable[[], nn.Module]:
+    """A function returning a fresh, not in-place activation module for each layer."""
     if isinstance(activation, str):
         key = activation.lower()
         if key not in ACTIVATIONS:
             raise ValueError(f"Unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)} "
                              "or pass an nn.Module class.")
-        return ACTIVATIONS[key]
-    if callable(activation):
-        return activation
-    raise ValueError(f"activation must be a name or an nn.Module class, got {activation!r}")
+        make = ACTIVATIONS[key]
+    elif isinstance(activation, nn.Module):  # an instance: one copy per layer, never shared
+        make = lambda: copy.deepcopy(activation)  # noqa: E731
+    elif callable(activation):
+        make = activation
+    else:
+        raise ValueError(f"activation must be a name or an nn.Module class, got {activation!r}")
+
+    def build() -> nn.Module:
+        module = make()
+        if not isinstance(module, nn.Module):
+            raise ValueError(f"activation {activation!r} must build an nn.Module, got {type(module).__name__}")
+        if getattr(module, "inplace", False):  # in-place outputs would corrupt recorded responses
+            module.inplace = False
+        return module
+
+    return build
 
 
 def _check_dropout(dropout: float) -> None:
@@ -75,22 +100,37 @@ def _check_dropout(dropout: float) -> None:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 
 
+def _check_positive(**sizes: int) -> None:
+    for name, value in sizes.items():
+        if int(value) < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
+
+
 class MLP(nn.Sequential):
-    """A fully connected network with named layers: ``flatten, fc1, [bn1], act1, [drop1], fc2, ..., fcL``.
+    r"""A fully connected network with named layers: ``flatten, fc1, [bn1], act1, [drop1], fc2, ..., fcL``.
+
+    Hidden layer :math:`l`: :math:`a_l = \mathrm{drop}(\phi(\mathrm{BN}(W_l a_{l-1} + b_l)))`; output
+    :math:`\mathrm{fc}_L(a_{L-1}) = W_L a_{L-1} + b_L` (the logits: no activation, BN or dropout).
 
     Args:
         widths: layer sizes including input and output, e.g. ``[784, 256, 100, 10]`` (3 linear layers).
-        activation: ``"relu"``, ``"tanh"``, ``"sigmoid"``, ``"linear"``, ``"leaky_relu"``, ``"gelu"`` or an
-            ``nn.Module`` class. Never in-place, so recorded responses stay valid.
+        activation: ``"relu"``, ``"tanh"``, ``"sigmoid"``, ``"linear"``/``"identity"``, ``"leaky_relu"``,
+            ``"gelu"``, an ``nn.Module`` class or factory (called once per layer), or a module instance
+            (deep-copied per layer). Modules with an ``inplace`` flag are made not in-place, so recorded
+            responses stay valid.
         bias: whether the linear layers have a bias.
         batchnorm: insert ``BatchNorm1d`` between each hidden linear layer and its activation.
-        dropout: dropout probability after each hidden activation (0 disables).
+        dropout: dropout probability after each hidden activation, in ``[0, 1)`` (0: no dropout module).
 
-    The input is flattened first, so images ``[N, 1, 28, 28]`` work directly. The last linear layer
-    ``fcL`` outputs the logits; it has no activation, normalization or dropout.
+    The input is flattened first (module ``flatten``), so images ``[N, 1, 28, 28]`` work directly.
+    ``model.widths`` keeps the widths; :attr:`depth`, :attr:`linear_names` and :attr:`activation_names`
+    give the layers to probe.
+
+    Example: ``MLP([784, 256, 100, 10], batchnorm=True, dropout=0.2)`` has children
+    ``flatten, fc1, bn1, act1, drop1, fc2, bn2, act2, drop2, fc3``.
     """
 
-    def __init__(self, widths: Sequence[int], activation: Union[str, Callable[[], nn.Module]] = "relu",
+    def __init__(self, widths: Sequence[int], activation: Union[str, Callable[[], nn.Module], nn.Module] = "relu",
                  bias: bool = True, batchnorm: bool = False, dropout: float = 0.0):
         widths = [int(w) for w in widths]
         if len(widths) < 2 or any(w <= 0 for w in widths):
@@ -128,11 +168,27 @@ class MLP(nn.Sequential):
 
 
 def paper_mlp(name: str, **kwargs) -> MLP:
-    """The MNIST MLP a paper calls ``name`` (see :data:`PAPER_MLP_WIDTHS`).
+    """The MNIST MLP a paper calls ``name`` (widths in :data:`PAPER_MLP_WIDTHS`).
 
-    NSR names (``"MLP-3"`` ... ``"MLP-10"``) count the input layer; IBCI names (``"IBCI-2"``, ``"IBCI-3"``,
-    ``"IBCI-5"``) count weight layers, so ``paper_mlp("MLP-4")`` and ``paper_mlp("IBCI-3")`` are both
-    784-256-100-10. Keyword arguments go to :class:`MLP`.
+    The two papers count depth differently:
+
+    =========  ==========================  ========================
+    name       widths                      the other paper's name
+    =========  ==========================  ========================
+    MLP-3      784-100-10                  IBCI "2 layers" (IBCI-2)
+    MLP-4      784-256-100-10              IBCI "3 layers" (IBCI-3)
+    MLP-6      784-256-128-64-32-10        --
+    MLP-8      784-256-128-64-32-32-16-10  --
+    MLP-10     784-256-128-64-64-32-32-    --
+               16-16-10
+    IBCI-5     784-32-32-32-32-10          --
+    =========  ==========================  ========================
+
+    NSR names (``"MLP-3"`` ... ``"MLP-10"``, Fu et al. NeurIPS 2022) count the input layer: ``MLP-k`` has
+    ``k - 1`` weight layers. IBCI names (``"IBCI-2"``, ``"IBCI-3"``, ``"IBCI-5"``, Mao et al. CIKM 2021)
+    count weight layers: ``IBCI-k`` has ``k``. The hidden widths of MLP-6/8/10 are those of the official NSR
+    repository (README "Model" table), not our choice. Keyword arguments (``activation``, ``bias``,
+    ``batchnorm``, ``dropout``) go to :class:`MLP`; both papers use ReLU MLPs.
     """
     key = name.upper()
     if key not in PAPER_MLP_WIDTHS:
@@ -143,8 +199,18 @@ def paper_mlp(name: str, **kwargs) -> MLP:
 class SmallCNN(nn.Sequential):
     """Two convolution blocks and two linear layers, for 28×28 (or ``image_size``) images.
 
-    Layers: ``conv1, [bn1], act1, pool1, conv2, [bn2], act2, pool2, flatten, fc1, act3, [drop], fc2``.
-    Each convolution is 3×3 with padding 1, each pool halves the resolution.
+    Children: ``conv1, [bn1], act1, pool1, conv2, [bn2], act2, pool2, flatten, fc1, act3, [drop], fc2``.
+    Each convolution is 3×3 with padding 1 (size kept), each 2×2 max-pool halves the resolution, so
+    ``fc1`` sees ``channels[1] * (image_size // 4) ** 2`` features. ``fc2`` gives the logits.
+
+    Args:
+        in_channels: input channels (1 for MNIST, 3 for CIFAR).
+        num_classes: number of logits.
+        channels: output channels of ``conv1`` and ``conv2``.
+        hidden: width of ``fc1``.
+        image_size: side of the (square) input images.
+        batchnorm: ``BatchNorm2d`` between each convolution and its ReLU.
+        dropout: dropout before ``fc2`` (module ``drop``, present only when > 0).
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, channels: Sequence[int] = (32, 64),
@@ -152,6 +218,10 @@ class SmallCNN(nn.Sequential):
         _check_dropout(dropout)
         if len(channels) != 2:
             raise ValueError(f"channels must give the widths of the two conv blocks, got {channels}")
+        _check_positive(in_channels=in_channels, num_classes=num_classes, hidden=hidden,
+                        channels=min(channels))
+        if image_size < 4:
+            raise ValueError(f"image_size must be at least 4 (two 2x2 poolings), got {image_size}")
         c1, c2 = channels
         layers: "OrderedDict[str, nn.Module]" = OrderedDict()
         for i, (cin, cout) in enumerate([(in_channels, c1), (c1, c2)], start=1):
@@ -171,6 +241,9 @@ class SmallCNN(nn.Sequential):
 
 
 class _BasicBlock(nn.Module):
+    """ResNet basic block: ``act2(bn2(conv2(act1(bn1(conv1(x))))) + shortcut(x))`` with 3×3 convolutions
+    and a 1×1 convolution + BN shortcut when the shape changes (option B of He et al. 2016)."""
+
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
@@ -189,8 +262,11 @@ class _BasicBlock(nn.Module):
 
 
 class _ResNet(nn.Module):
+    """CIFAR ResNet-18; see :func:`resnet18_cifar`."""
+
     def __init__(self, num_classes: int, in_channels: int, width: int):
         super().__init__()
+        _check_positive(num_classes=num_classes, in_channels=in_channels, width=width)
         self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.act1 = nn.ReLU()
@@ -211,11 +287,18 @@ class _ResNet(nn.Module):
 
 
 def resnet18_cifar(num_classes: int = 10, in_channels: int = 3, width: int = 64) -> nn.Module:
-    """CIFAR-style ResNet-18 (He et al. 2016): a 3×3 stride-1 stem without max-pool, four stages of two
-    basic blocks with widths ``width × (1, 2, 4, 8)``, global average pooling (``pool``), and ``fc``.
+    """CIFAR-style ResNet-18 (He, Zhang, Ren, Sun, CVPR 2016; the common CIFAR adaptation).
 
-    ``width=64`` is the standard network (11,173,962 parameters for 10 classes); smaller widths give a
-    narrow version that trains on a CPU.
+    A 3×3 stride-1 stem (``conv1, bn1, act1``) without max-pool, four stages ``layer1`` ... ``layer4`` of
+    two basic blocks each with widths ``width × (1, 2, 4, 8)`` (stages 2-4 start with stride 2), global
+    average pooling ``pool``, ``flatten`` and the linear classifier ``fc``. Inside a stage the blocks are
+    ``layer2.0``, ``layer2.1``, each with ``conv1, bn1, act1, conv2, bn2, shortcut, act2`` (``act2`` is
+    the block's output, after the residual sum).
+
+    ``width=64`` is the standard network (11,173,962 parameters for 10 classes); smaller widths (e.g. 8
+    or 16) give a narrow version that trains on a CPU. Thanks to the global pooling any input size works
+    (e.g. 28×28 MNIST with ``in_channels=1``).
+    The NSR code regularizes the logits of this network, i.e. the output of ``fc``.
     """
     return _ResNet(num_classes, in_channels, width)
 
@@ -224,8 +307,11 @@ _VGG19_CFG = [[64, 64], [128, 128], [256, 256, 256, 256], [512, 512, 512, 512], 
 
 
 class _VGG(nn.Module):
+    """CIFAR VGG-19; see :func:`vgg19_cifar`."""
+
     def __init__(self, num_classes: int, in_channels: int, width: int, batchnorm: bool):
         super().__init__()
+        _check_positive(num_classes=num_classes, in_channels=in_channels, width=width)
         blocks: "OrderedDict[str, nn.Module]" = OrderedDict()
         cin = in_channels
         for b, cfg in enumerate(_VGG19_CFG, start=1):
@@ -248,15 +334,25 @@ class _VGG(nn.Module):
 
 
 def vgg19_cifar(num_classes: int = 10, in_channels: int = 3, width: int = 64, batchnorm: bool = True) -> nn.Module:
-    """VGG-19 (configuration E of Simonyan & Zisserman 2015) for 32×32 inputs, the common CIFAR variant:
-    16 convolutions in five blocks ``features.block1`` ... ``features.block5`` (each ending in a 2×2
-    max-pool), then a single linear classifier ``fc`` on the 1×1×512 map. ``width`` scales every
-    convolution's channels by ``width / 64``. The NSR code regularizes the first block, ``features.block1``.
+    """VGG-19 (configuration E of Simonyan & Zisserman, ICLR 2015) for 32×32 inputs, the common CIFAR variant.
+
+    Configuration E is ``64, 64, M, 128, 128, M, 256×4, M, 512×4, M, 512×4, M``: 16 convolutions (3×3,
+    padding 1, with bias) in five blocks ``features.block1`` ... ``features.block5``; inside block ``b`` the
+    layers are ``conv1, [bn1], act1, conv2, ..., pool`` (each block ends in a 2×2 max-pool), so a 32×32
+    input leaves a 1×1×512 map. Then ``flatten`` and a single linear classifier ``fc`` (512 → classes), as
+    in the usual CIFAR VGGs, instead of ImageNet's 4096-4096 head. ``width`` scales every convolution's
+    channels by ``width / 64`` (``width=8``: 8, 16, 32, 64, 64 channels).
+
+    The official NSR code uses a different VGG-19 for CIFAR-10: convolutions without bias, only four
+    max-pools (after convolutions 2, 4, 8 and 12) with dropout 0.2-0.4, and a 2048-4096-4096-10 head with
+    dropout 0.5. What it regularizes as "the first conv block" is the output of its first
+    convolution + BN + ReLU, which here is ``features.block1.act1``.
     """
     return _VGG(num_classes, in_channels, width, batchnorm)
 
 
 def _import_pyg_convs():
+    """Import PyG's convolutions lazily, silencing the FutureWarning its import emits (torch.jit.script)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         from torch_geometric.nn import GCNConv, SAGEConv
@@ -264,6 +360,8 @@ def _import_pyg_convs():
 
 
 class _GraphNet(nn.Module):
+    """Shared code of :class:`GCN` and :class:`GraphSAGE`: ``conv1, act1, conv2, ..., convL`` as children."""
+
     conv_type = "gcn"
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int = 2,
@@ -272,6 +370,7 @@ class _GraphNet(nn.Module):
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
         _check_dropout(dropout)
+        _check_positive(in_channels=in_channels, hidden_channels=hidden_channels, out_channels=out_channels)
         GCNConv, SAGEConv = _import_pyg_convs()
         conv = GCNConv if self.conv_type == "gcn" else SAGEConv
         sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
@@ -283,6 +382,7 @@ class _GraphNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        """Node logits ``[num_nodes, out_channels]`` from features ``x`` and ``edge_index`` ``[2, E]``."""
         for i in range(1, self.num_layers + 1):
             x = getattr(self, f"conv{i}")(x, edge_index)
             if i < self.num_layers:
@@ -291,19 +391,38 @@ class _GraphNet(nn.Module):
 
 
 class GCN(_GraphNet):
-    """Graph convolutional network (Kipf & Welling, ICLR 2017): ``conv1, act1, ..., convL`` with
-    dropout between layers; ``forward(x, edge_index)`` returns node logits."""
+    r"""Graph convolutional network (Kipf & Welling, ICLR 2017) built from PyG ``GCNConv``.
+
+    Each layer computes :math:`H' = \hat D^{-1/2} (A + I) \hat D^{-1/2} H W + b`. Children:
+    ``conv1, act1, conv2, act2, ..., convL`` (ReLU modules ``act1 .. act{L-1}``) and one ``dropout`` module
+    applied after every hidden activation. ``forward(x, edge_index)`` returns the logits of every node,
+    ``[num_nodes, out_channels]``; recorded responses are ``[num_nodes, C]`` too (mask them yourself).
+
+    Args:
+        in_channels: node feature size.
+        hidden_channels: width of the hidden layers.
+        out_channels: number of classes.
+        num_layers: number of graph convolutions ``L`` (at least 1).
+        dropout: dropout probability between layers, in ``[0, 1)``.
+    """
 
     conv_type = "gcn"
 
 
 class GraphSAGE(_GraphNet):
-    """GraphSAGE with mean aggregation (Hamilton et al., NeurIPS 2017): ``conv1, act1, ..., convL``;
-    ``forward(x, edge_index)`` returns node logits."""
+    r"""GraphSAGE with mean aggregation (Hamilton, Ying, Leskovec, NeurIPS 2017) built from PyG ``SAGEConv``.
+
+    Each layer computes :math:`h_v' = W_1 h_v + W_2 \operatorname{mean}_{u \in N(v)} h_u`. Same
+    arguments, children (``conv1, act1, ..., convL``, ``dropout``) and output as :class:`GCN`.
+    """
 
     conv_type = "sage"
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters of ``model``."""
+    """Number of parameters of ``model`` (only those with ``requires_grad`` when ``trainable_only``).
+
+    A parameter shared by several layers is counted once. BatchNorm running statistics are buffers, not
+    parameters, and are not counted.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -90,3 +90,109 @@ def test_graph_networks_shapes_and_named_convs(cls):
     assert {"conv1", "act1", "conv2", "act2", "conv3"} <= dict(model.named_children()).keys()
     with pytest.raises(ValueError):
         cls(5, 16, 3, num_layers=0)
+
+
+def test_nsr_widths_are_those_of_the_official_repository():
+    # README "Model" table of HaitaoMao/Neuron-with-Steady-Response-Leads-to-Better-Generalization
+    hidden = {"MLP-3": [100], "MLP-4": [256, 100], "MLP-6": [256, 128, 64, 32],
+              "MLP-8": [256, 128, 64, 32, 32, 16], "MLP-10": [256, 128, 64, 64, 32, 32, 16, 16]}
+    for name, h in hidden.items():
+        assert PAPER_MLP_WIDTHS[name] == [784, *h, 10]
+        assert paper_mlp(name).depth == int(name.split("-")[1]) - 1
+    assert paper_mlp("IBCI-5").widths == [784, 32, 32, 32, 32, 10]
+    model = paper_mlp("mlp-4", batchnorm=True)  # case-insensitive, keywords reach MLP
+    assert isinstance(model.bn1, nn.BatchNorm1d) and model.bn1.num_features == 256
+
+
+@pytest.mark.parametrize("name, cls", [("relu", nn.ReLU), ("tanh", nn.Tanh), ("sigmoid", nn.Sigmoid),
+                                       ("linear", nn.Identity), ("identity", nn.Identity),
+                                       ("leaky_relu", nn.LeakyReLU), ("gelu", nn.GELU), ("ReLU", nn.ReLU)])
+def test_every_named_activation(name, cls):
+    model = MLP([3, 4, 4, 2], activation=name)
+    assert isinstance(model.act1, cls) and isinstance(model.act2, cls) and model.act1 is not model.act2
+
+
+def test_activation_instances_are_copied_and_never_in_place():
+    shared = nn.ReLU(inplace=True)
+    model = MLP([3, 4, 4, 2], activation=shared)
+    assert model.act1 is not model.act2 and model.act1 is not shared
+    assert not model.act1.inplace and not model.act2.inplace
+    assert not MLP([3, 4, 2], activation=lambda: nn.ReLU(inplace=True)).act1.inplace
+    with pytest.raises(ValueError, match="nn.Module"):
+        MLP([3, 4, 2], activation=lambda: "relu")
+
+
+def test_linear_mlp_is_the_product_of_its_weights():
+    torch.manual_seed(0)
+    model = MLP([5, 4, 3], activation="linear")
+    x = torch.randn(6, 5)
+    w1, b1, w2, b2 = model.fc1.weight, model.fc1.bias, model.fc2.weight, model.fc2.bias
+    assert torch.allclose(model(x), (x @ w1.T + b1) @ w2.T + b2, atol=1e-6)
+
+
+def test_small_cnn_options():
+    model = SmallCNN(in_channels=3, num_classes=7, channels=(4, 6), hidden=16, image_size=32,
+                     batchnorm=True, dropout=0.3)
+    names = [n for n, _ in model.named_children()]
+    assert names == ["conv1", "bn1", "act1", "pool1", "conv2", "bn2", "act2", "pool2", "flatten", "fc1",
+                     "act3", "drop", "fc2"]
+    assert model.fc1.in_features == 6 * 8 * 8
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
+
+
+def test_resnet18_cifar_stem_keeps_resolution_and_stages_halve_it():
+    model = resnet18_cifar(width=8).eval()
+    x = torch.randn(1, 3, 32, 32)
+    stem = model.act1(model.bn1(model.conv1(x)))
+    assert stem.shape == (1, 8, 32, 32)  # 3x3 stride-1 stem, no max-pool
+    out = model.layer4(model.layer3(model.layer2(model.layer1(stem))))
+    assert out.shape == (1, 64, 4, 4)
+    assert model.conv1.kernel_size == (3, 3) and not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
+
+
+def test_vgg19_without_batchnorm_and_block_layout():
+    cfg = [[64, 64], [128, 128], [256] * 4, [512] * 4, [512] * 4]
+    model = vgg19_cifar(num_classes=100, batchnorm=False)
+    cin, expected = 3, 0
+    for block in cfg:
+        for c in block:
+            expected += 9 * cin * c + c
+            cin = c
+    assert count_parameters(model) == expected + 512 * 100 + 100
+    small = vgg19_cifar(width=8)
+    assert [n for n, _ in small.features.named_children()] == [f"block{b}" for b in range(1, 6)]
+    assert [n for n, _ in small.features.block1.named_children()] == ["conv1", "bn1", "act1", "conv2", "bn2",
+                                                                      "act2", "pool"]
+
+
+def test_one_layer_gcn_equals_the_normalized_adjacency_formula():
+    torch.manual_seed(0)
+    edge_index = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])  # path 0-1-2-3
+    x = torch.randn(4, 5)
+    model = GCN(5, 8, 3, num_layers=1)
+    a = torch.zeros(4, 4)
+    a[edge_index[0], edge_index[1]] = 1
+    a_hat = a + torch.eye(4)
+    d = a_hat.sum(1).rsqrt()
+    lin = model.conv1.lin.weight
+    expected = d[:, None] * a_hat * d[None, :] @ x @ lin.T + model.conv1.bias
+    assert torch.allclose(model(x, edge_index), expected, atol=1e-5)
+
+
+def test_graphsage_uses_mean_aggregation_and_validates_arguments():
+    assert GraphSAGE(5, 8, 3).conv1.aggr == "mean"
+    with pytest.raises(ValueError, match="dropout"):
+        GCN(5, 8, 3, dropout=1.5)
+    with pytest.raises(ValueError, match="positive"):
+        GraphSAGE(5, 0, 3)
+
+
+def test_importing_the_graph_models_emits_no_future_warning():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "from neuronlab.models import GCN; GCN(2, 2, 2)"
+    result = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", code], capture_output=True,
+                            text=True, cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

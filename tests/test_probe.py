@@ -110,3 +110,137 @@ def test_reentering_an_active_recorder_is_an_error():
         with pytest.raises(RuntimeError, match="already active"):
             rec.__enter__()
     assert _no_hooks(model)
+
+
+def test_resolve_layers_keeps_order_drops_duplicates_and_finds_nested_names():
+    model = MLP([6, 5, 3])
+    resolved = resolve_layers(model, ["act1", "fc1", model.fc1, "act1", model.fc2])
+    assert list(resolved) == ["act1", "fc1", "fc2"] and resolved["fc2"] is model.fc2
+    assert list(resolve_layers(model, model.act1)) == ["act1"]
+    from neuronlab.models import resnet18_cifar, vgg19_cifar
+
+    net = resnet18_cifar(width=4)
+    assert resolve_layers(net, "layer2.0.conv1")["layer2.0.conv1"] is net.layer2[0].conv1
+    vgg = vgg19_cifar(width=4)
+    assert resolve_layers(vgg, "features.block1")["features.block1"] is vgg.features.block1
+    with pytest.raises(TypeError):
+        resolve_layers(model, [3])
+    with pytest.raises(ValueError):
+        resolve_layers(model, [])
+
+
+def test_unknown_name_error_lists_the_layers_and_is_a_key_and_value_error():
+    model = MLP([6, 5, 3])
+    with pytest.raises(KeyError) as info:
+        resolve_layers(model, "conv1")
+    assert isinstance(info.value, ValueError)
+    assert "flatten, fc1, act1, fc2" in str(info.value)
+    with pytest.raises(ValueError, match="no layer named"):
+        record(model, "fc9")
+
+
+def test_flatten_and_channel_positions_match_hand_reshapes():
+    torch.manual_seed(0)
+    model, x = SmallCNN(channels=(3, 4), hidden=8), torch.randn(2, 1, 28, 28)
+    with record(model, "conv1") as raw:
+        model(x)
+    out = raw["conv1"]
+    assert out.shape == (2, 3, 28, 28)
+    with record(model, "conv1", reduce="flatten") as flat:
+        model(x)
+    assert torch.allclose(flat["conv1"], out.reshape(2, -1))
+    with record(model, ["conv1", "fc1"], reduce="channel_positions") as pos:
+        model(x)
+    assert torch.allclose(pos["conv1"], out.permute(0, 2, 3, 1).reshape(-1, 3))
+    assert pos["fc1"].shape == (2, 8)  # 2-D outputs are left unchanged
+    with pytest.raises(ValueError, match="reduce"):
+        record(model, "conv1", reduce="mean")
+
+
+def test_tuple_outputs_are_recorded_by_their_first_element():
+    class Recurrent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.GRU(3, 4, batch_first=True)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            out, _ = self.rnn(x)
+            return self.fc(out[:, -1])
+
+    torch.manual_seed(0)
+    net, x = Recurrent(), torch.randn(2, 5, 3)
+    with record(net, "rnn") as rec:
+        net(x)
+    assert torch.allclose(rec["rnn"], net.rnn(x)[0])
+
+
+def test_recorder_lifecycle_exit_without_enter_and_reentry():
+    model, x = MLP([6, 5, 3]), torch.randn(2, 6)
+    rec = record(model, "fc1")
+    rec.__exit__(None, None, None)  # never entered: harmless
+    rec.remove()
+    with rec:
+        assert rec.active and len(model.fc1._forward_hooks) == 1
+        model(x)
+    assert not rec.active and _no_hooks(model)
+    first = rec["fc1"]
+    model(x[:1])  # outside the block: not recorded
+    assert rec["fc1"].shape == (2, 5) and torch.equal(rec["fc1"], first)
+    with rec:  # entered again: earlier responses forgotten
+        with pytest.raises(RuntimeError, match="not called"):
+            rec["fc1"]
+        model(x[:1])
+    assert rec["fc1"].shape == (1, 5) and _no_hooks(model)
+    rec.clear()
+    with pytest.raises(RuntimeError):
+        rec.responses
+
+
+def test_nsr_style_penalty_on_logits_backpropagates_through_accumulated_responses():
+    torch.manual_seed(0)
+    model, x = MLP([4, 3], activation="linear"), torch.randn(6, 4)
+    with record(model, "fc1", detach=False, accumulate=True) as rec:
+        model(x[:2]), model(x[2:])
+    z = rec["fc1"]
+    assert z.shape == (6, 3) and z.requires_grad
+    z.sum().backward()
+    # d/db sum(xW^T + b) = number of samples for every output unit
+    assert torch.allclose(model.fc1.bias.grad, torch.full((3,), 6.0))
+
+
+def test_collect_responses_accepts_tensors_tuples_and_datasets_and_keeps_eval_mode():
+    torch.manual_seed(0)
+    model, x = MLP([6, 5, 3], dropout=0.5).eval(), torch.randn(10, 6)
+    expected = torch.relu(model.fc1(x)).detach()
+    dataset = torch.utils.data.TensorDataset(x, torch.arange(10))
+    for data in (x, (x, torch.arange(10)), dataset):
+        out = collect_responses(model, data, "act1", batch_size=4)
+        assert torch.allclose(out["act1"], expected, atol=1e-6) and not out["act1"].requires_grad
+    assert not model.training
+
+
+def test_collect_responses_restores_mode_and_removes_hooks_on_error():
+    model = MLP([6, 5, 3])
+    model.train()
+    with pytest.raises(RuntimeError):
+        collect_responses(model, torch.randn(4, 7), ["fc1"])  # wrong input size
+    assert model.training and _no_hooks(model)
+    with pytest.raises(ValueError, match="no batch"):
+        collect_responses(model, [], ["fc1"])
+
+
+def test_graphsage_responses_with_a_node_mask():
+    from torch_geometric.data import Data
+
+    from neuronlab.models import GraphSAGE
+
+    torch.manual_seed(0)
+    graph = Data(x=torch.randn(5, 4), edge_index=torch.tensor([[0, 1, 1, 2, 3, 4], [1, 0, 2, 1, 4, 3]]))
+    graph.train_mask = torch.tensor([True, False, True, False, True])
+    model = GraphSAGE(4, 6, 2, num_layers=3).train()
+    with record(model, ["conv2", "act2"]) as rec:
+        logits = model(graph.x, graph.edge_index)
+    assert logits.shape == (5, 2) and rec["conv2"].shape == (5, 6)
+    assert rec["act2"][graph.train_mask].shape == (3, 6)
+    assert model.training and _no_hooks(model)
