@@ -204,6 +204,10 @@ def plot_signal_profile(profiles: Mapping[str, pd.DataFrame], axes: Optional[Seq
         axes[1].plot(frame["layer"], frame["gradient_std"], marker="o", ms=3, label=label)
     for ax, what in zip(axes, ("activation std (forward signal)", r"std of $\partial L/\partial z$ (backward signal)")):
         ax.set_yscale("log")
+        low, high = ax.get_ylim()
+        if high / low < 100:  # a flat profile should look flat, not like magnified noise
+            centre = (low * high) ** 0.5
+            ax.set_ylim(centre / 10, centre * 10)
         ax.set_xlabel("layer")
         ax.set_ylabel(what)
         ax.grid(alpha=0.3, which="both")
