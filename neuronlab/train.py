@@ -121,7 +121,7 @@ class History:
     # ------------------------------------------------------------------ table access
     @property
     def table(self) -> pd.DataFrame:
-        """The history as a DataFrame (a fresh copy: editing it does not change the history)."""
+        """The history as a DataFrame, a fresh copy that can be edited without changing the history."""
         return pd.DataFrame(self.rows)
 
     def __len__(self) -> int:
@@ -781,9 +781,9 @@ def _raise_non_finite(total: torch.Tensor, data_loss: torch.Tensor, term_values:
                       epoch: int, step: int) -> None:
     culprits = []
     if not bool(torch.isfinite(data_loss.detach()).all()):
-        culprits.append(f"the data loss ({float(data_loss):g})")
+        culprits.append(f"the data loss ({float(data_loss.detach()):g})")
     bad_terms = [name for name, v in term_values.items() if not bool(torch.isfinite(v.detach()))]
-    culprits += [f"extra loss term {name!r} ({float(term_values[name]):g})" for name in bad_terms]
+    culprits += [f"extra loss term {name!r} ({float(term_values[name].detach()):g})" for name in bad_terms]
     what = " and ".join(culprits) if culprits else "the sum of the (finite) terms overflowed"
     advice = "Try a smaller learning rate"
     if bad_terms:
