@@ -8,7 +8,8 @@ One module per concern (see the book's API page):
 * :mod:`neuronlab.probe` -- record layer responses with forward hooks that are always removed
 * :mod:`neuronlab.train` -- a small seeded, resumable training loop
 * :mod:`neuronlab.runs` -- save every finished run of a sweep; resume after a crash
-* :mod:`neuronlab.init` -- Xavier, He, orthogonal, LSUV (and, later, Neuron Campaign)
+* :mod:`neuronlab.init` -- Xavier, He, orthogonal, LSUV
+* :mod:`neuronlab.campaign` -- Chapter 2: Neuron Campaign initialization (IBCI)
 * :mod:`neuronlab.signal` -- Chapter 1: vanishing and exploding signals
 
 Submodules are imported lazily so that ``import neuronlab`` stays fast.
@@ -18,7 +19,7 @@ from importlib import import_module
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("config", "data", "models", "probe", "train", "runs", "init", "signal")
+_SUBMODULES = ("config", "data", "models", "probe", "train", "runs", "init", "signal", "campaign")
 __all__ = list(_SUBMODULES) + ["__version__"]
 
 

@@ -17,6 +17,10 @@ channels times kernel size):
 * :func:`orthogonal_` -- Saxe et al. (2014): a (semi-)orthogonal matrix, all singular values equal.
 * :func:`lsuv_` -- Mishkin & Matas (2016), *All you need is a good init*: orthogonal, then rescale each
   layer on a batch of data until its output variance is 1.
+* :func:`~neuronlab.campaign.campaign_` -- Mao et al. (2021), Neuron Campaign (IBCI): elect each layer's
+  neurons among many Xavier/He candidates by an information-bottleneck score, keeping them orthogonal
+  (implemented in :mod:`neuronlab.campaign`, available here as ``init.campaign_`` and
+  ``init.select_neurons``).
 """
 
 from __future__ import annotations
@@ -264,3 +268,16 @@ def initialize_(model: nn.Module, scheme: str, x: Optional[torch.Tensor] = None,
             raise ValueError("initialize_(model, 'lsuv') needs a batch of data: pass x=...")
         return lsuv_(model, x, generator=generator, **kwargs)
     raise ValueError(f"Unknown initialization scheme {scheme!r}; choose one of {SCHEMES}.")
+
+
+_CAMPAIGN_NAMES = ("campaign_", "select_neurons")
+
+
+def __getattr__(name):
+    # Neuron Campaign lives in neuronlab.campaign (it needs the functions above); it is re-exported here
+    # lazily so that ``init.campaign_`` works without a circular import.
+    if name in _CAMPAIGN_NAMES:
+        from . import campaign
+
+        return getattr(campaign, name)
+    raise AttributeError(f"module 'neuronlab.init' has no attribute {name!r}")

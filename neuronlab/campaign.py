@@ -1,0 +1,755 @@
+r"""Neuron Campaign initialization (IBCI, Mao et al., CIKM 2021), for dense and convolutional layers.
+
+A layer of :math:`k` neurons is initialized by an *election* among :math:`C > k` candidate neurons:
+
+1. **Candidates.** Draw :math:`C` candidate weight vectors :math:`w_1, \dots, w_C` from a layer-wise
+   scheme (Xavier or He), with the layer's *true* fan-in and fan-out.
+2. **Scores.** Push the training data through the layers already initialized and compute every
+   candidate's response :math:`z_i = w_i^\top x` on every sample (a filter's response is its mean over
+   positions). Score each candidate by the information-bottleneck criterion
+   :math:`\alpha\, I(X; Z_i) + (1 - \alpha)\, I(Z_i; Y)`, approximated as
+
+   * input information :math:`I(X;Z_i) = H(Z_i)` (the net is deterministic), taken as the response's
+     standard deviation :math:`\operatorname{std}(z_i)`;
+   * target information :math:`I(Z_i;Y) \approx` between-class variance minus within-class variance of
+     :math:`z_i`, :math:`\frac1K\sum_j(\mu_{ij} - \bar\mu_i)^2 - \frac1K\sum_j \sigma^2_{ij}` over the
+     :math:`K` classes (the paper's trace formula for one neuron).
+
+   Each term is min-max normalized to :math:`[0, 1]` over the candidates before mixing.
+3. **Election.** Greedy and orthogonal (:func:`select_neurons`): keep the residual :math:`p_i` of every
+   candidate after projecting out the directions elected so far; elect
+   :math:`\arg\max_i s_i \lVert p_i \rVert / \lVert w_i \rVert`; append :math:`a = p_i / \lVert p_i\rVert`.
+4. **Combination.** The layer's weight rows are the elected directions :math:`a_t`, each scaled to the
+   norm of its candidate (so the layer keeps the variance scale of the base scheme): the elected neurons
+   are orthogonal.
+
+Layers are processed in the order the forward pass calls them, each scored on the responses of the
+layers already initialized. ``alpha`` weighs the *input* term, as in the paper's text and the talk;
+the official code's ``alpha`` weighs the *target* term (its default ``[0, 1]`` for 784-100-10 is our
+``[1, 0]``). Our default schedule goes linearly from 1 at the first layer to 0 at the last: front
+layers keep input information, rear layers gain target information (:func:`default_alphas`).
+
+Differences from the official code (``huanhuqueyue/CIKM-IBCI``), each chosen on purpose:
+
+* candidates are drawn with the layer's true fan-in; the official code draws He-normal candidates on a
+  ``[in, candidates]`` tensor, so PyTorch takes the candidate count as the fan-in;
+* the score terms are min-max normalized (the official code divides by the L2 norm across candidates,
+  which leaves the target term negative for most candidates and makes the product in the election
+  prefer *small* residuals for those);
+* the official election groups candidates by the class of their largest class mean, splits the slots
+  evenly across groups and elects within each group only; this is available as ``grouped=True``.
+
+Beyond the paper: convolutional layers (a filter is a neuron), ablation modes (``"tie"``: target
+information only; ``"iim"``: input information only; ``"random"``: the same candidates and election
+with random scores, a control), and LSUV on top (``lsuv_(model, x, orthogonal=False)`` rescales the
+elected weights without changing their directions).
+
+The module also holds the reproduction of the paper's Tables 1 and 2 (:func:`train_campaign_run`,
+:func:`comparison_table`, :data:`PAPER_TABLE1`, :data:`PAPER_TABLE2`), runnable from the command line::
+
+    python -m neuronlab.campaign --profile full --runs runs/ch02
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .init import _forward_call_order, fan_in_out, he_, lsuv_, weight_layers, xavier_
+
+__all__ = [
+    "MODES",
+    "Election",
+    "LayerCampaign",
+    "information_scores",
+    "campaign_scores",
+    "default_alphas",
+    "select_neurons",
+    "best_class_groups",
+    "campaign_",
+    "PAPER_TABLE1",
+    "PAPER_TABLE2",
+    "METHODS",
+    "ARCHITECTURES",
+    "BASES",
+    "PROFILE_SETTINGS",
+    "initialize_for_method",
+    "build_model",
+    "train_campaign_run",
+    "comparison_table",
+    "reproduction_grid",
+]
+
+#: Scoring modes of :func:`campaign_`, the full criterion and the three ablations.
+MODES = ("ibci", "tie", "iim", "random")
+#: Candidate distributions, Xavier-normal and He-normal.
+BASES = ("xavier", "he")
+
+
+# ----------------------------------------------------------------------------------------------- scores
+def _check_labels(labels: torch.Tensor, n: int, num_classes: Optional[int]) -> int:
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels must be a tensor of class indices, got {type(labels).__name__}")
+    if labels.dim() != 1 or labels.shape[0] != n:
+        raise ValueError(f"labels must have shape [{n}] (one class index per sample), got {tuple(labels.shape)}")
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    if n == 0:
+        raise ValueError("no samples: the campaign needs data to score candidates on")
+    if labels.min() < 0 or (num_classes is not None and labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in 0..{(num_classes or 0) - 1 if num_classes else 'K-1'}, "
+                         f"got values from {labels.min().item()} to {labels.max().item()}")
+    num_classes = int(labels.max().item()) + 1 if num_classes is None else int(num_classes)
+    counts = torch.bincount(labels, minlength=num_classes)
+    missing = torch.nonzero(counts == 0).flatten().tolist()
+    if missing:
+        raise ValueError(f"class(es) {missing} have no sample in the data: the target information needs every "
+                         f"class; pass a stratified sample (or num_classes= matching the labels present)")
+    return num_classes
+
+
+def information_scores(responses: torch.Tensor, labels: torch.Tensor, num_classes: Optional[int] = None
+                       ) -> Dict[str, torch.Tensor]:
+    r"""Per-neuron information terms of the IBCI criterion, from responses ``[N, C]`` and labels ``[N]``.
+
+    Returns a dict of ``[C]`` tensors:
+
+    * ``"input"``: :math:`\operatorname{std}(z_i)` over all samples (population std), the proxy of
+      :math:`I(X; Z_i) = H(Z_i)`;
+    * ``"between"``: :math:`\frac1K \sum_j (\mu_{ij} - \bar\mu_i)^2`, the variance of the class means
+      (:math:`\bar\mu_i = \frac1K\sum_j \mu_{ij}`);
+    * ``"within"``: :math:`\frac1K \sum_j \sigma^2_{ij}`, the mean within-class (population) variance;
+    * ``"target"``: ``between - within``, the proxy of :math:`I(Z_i; Y)`.
+
+    Classes are weighted equally. With balanced classes the law of total variance gives
+    ``input**2 == between + within``. Computed with two matrix products (class sums and sums of squares),
+    in float64.
+    """
+    if responses.dim() != 2:
+        raise ValueError(f"responses must be [samples, neurons], got shape {tuple(responses.shape)}")
+    num_classes = _check_labels(labels, responses.shape[0], num_classes)
+    if not torch.isfinite(responses).all():
+        raise ValueError("responses contain NaN or inf: check the input data and the layers before this one")
+    z = responses.double()
+    onehot = F.one_hot(labels.to(z.device), num_classes).double()  # [N, K]
+    counts = onehot.sum(0)[:, None]  # [K, 1]
+    means = onehot.T @ z / counts  # [K, C]
+    second = onehot.T @ (z * z) / counts
+    within_each = (second - means**2).clamp_min(0.0)
+    between = means.var(dim=0, unbiased=False)
+    within = within_each.mean(dim=0)
+    return {"input": z.std(dim=0, unbiased=False), "between": between, "within": within,
+            "target": between - within}
+
+
+def _minmax(v: torch.Tensor) -> torch.Tensor:
+    span = v.max() - v.min()
+    return torch.zeros_like(v) if span <= 0 else (v - v.min()) / span
+
+
+def campaign_scores(info: Mapping[str, torch.Tensor], alpha: float, mode: str = "ibci",
+                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    r"""Mix the two information terms into one score in :math:`[0, 1]` per candidate.
+
+    ``"ibci"``: :math:`\alpha\,\hat I_\text{input} + (1-\alpha)\,\hat I_\text{target}` with
+    :math:`\hat{\cdot}` min-max normalization over candidates; ``"tie"``: :math:`\hat I_\text{target}`
+    (``alpha = 0``); ``"iim"``: :math:`\hat I_\text{input}` (``alpha = 1``); ``"random"``: i.i.d.
+    uniform numbers from ``generator`` (the control: same candidates and election, no information).
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown campaign mode {mode!r}; choose one of {MODES}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    if mode == "random":
+        n = info["input"].shape[0]
+        return torch.rand(n, generator=generator, dtype=torch.float64)
+    alpha = {"ibci": alpha, "tie": 0.0, "iim": 1.0}[mode]
+    return alpha * _minmax(info["input"]) + (1.0 - alpha) * _minmax(info["target"])
+
+
+def default_alphas(n_layers: int) -> List[float]:
+    """The default weight of the input term per layer: linear from 1 (first layer) to 0 (last layer).
+
+    ``default_alphas(2) == [1.0, 0.0]`` (the official code's default for 784-100-10, in our convention),
+    ``default_alphas(3) == [1.0, 0.5, 0.0]``; a single layer gets 0.5.
+    """
+    if n_layers < 1:
+        raise ValueError(f"n_layers must be at least 1, got {n_layers}")
+    if n_layers == 1:
+        return [0.5]
+    return [1.0 - i / (n_layers - 1) for i in range(n_layers)]
+
+
+# --------------------------------------------------------------------------------------------- election
+@dataclass
+class Election:
+    """The outcome of :func:`select_neurons`.
+
+    Attributes:
+        indices: ``[k]`` indices of the elected candidates, in the order they were elected.
+        directions: ``[k, d]`` unit vectors :math:`a_t = p_t / \\lVert p_t \\rVert` (orthonormal within a
+            round and a group).
+        residual_ratio: ``[k]`` :math:`\\lVert p_i \\rVert / \\lVert w_i \\rVert` of each elected candidate
+            when it was elected (1: orthogonal to everything elected before it).
+        rounds: ``[k]`` the round of each election: a new round starts, with the residuals reset to the
+            candidates, when the elected directions span the whole input space.
+        groups: ``[k]`` the group of each elected candidate (all 0 without groups).
+    """
+
+    indices: torch.Tensor
+    directions: torch.Tensor
+    residual_ratio: torch.Tensor
+    rounds: torch.Tensor
+    groups: torch.Tensor
+
+
+def _elect(w: torch.Tensor, scores: torch.Tensor, k: int, tol: float):
+    r"""Greedy orthogonal election of ``k`` rows of ``w`` (float64), restarting rounds when no residual is left.
+
+    The residuals are never formed: with orthonormal directions :math:`a_s`, the squared residual norm of
+    candidate :math:`i` is :math:`\lVert w_i\rVert^2 - \sum_s (w_i^\top a_s)^2`, so each pick costs one
+    matrix-vector product :math:`W a_t` plus the Gram-Schmidt step for the elected vector (done twice,
+    which keeps the directions orthonormal to machine precision).
+    """
+    norms2 = (w * w).sum(dim=1)
+    residual2 = norms2.clone()
+    directions = torch.empty((k, w.shape[1]), dtype=w.dtype, device=w.device)
+    available = torch.ones(w.shape[0], dtype=torch.bool, device=w.device)
+    picked, ratios, rounds = [], [], []
+    round_, round_start = 0, 0
+    for t in range(k):
+        ratio = (residual2.clamp_min(0.0) / norms2).sqrt()
+        usable = available & (ratio > tol)
+        if not usable.any():  # the elected directions span the space: start a new round
+            round_, round_start = round_ + 1, t
+            residual2 = norms2.clone()
+            ratio = torch.ones_like(norms2)
+            usable = available
+        i = int(torch.argmax(torch.where(usable, scores * ratio, torch.full_like(ratio, -math.inf))))
+        basis = directions[round_start:t]
+        p = w[i] - basis.T @ (basis @ w[i])
+        p = p - basis.T @ (basis @ p)
+        a = p / p.norm()
+        directions[t] = a
+        residual2 = residual2 - (w @ a) ** 2
+        available[i] = False
+        picked.append(i)
+        ratios.append(float(ratio[i]))
+        rounds.append(round_)
+    return picked, list(directions), ratios, rounds
+
+
+def _split_slots(sizes: Sequence[int], k: int) -> List[int]:
+    """Split ``k`` slots evenly across groups of the given sizes; a group never gets more than its size."""
+    slots = [0] * len(sizes)
+    remaining = k
+    open_groups = [g for g, s in enumerate(sizes) if s > 0]
+    while remaining > 0 and open_groups:
+        share, extra = divmod(remaining, len(open_groups))
+        # larger groups take the remainder first (ties: lower group id)
+        order = sorted(open_groups, key=lambda g: (-(sizes[g] - slots[g]), g))
+        for rank, g in enumerate(order):
+            give = min(share + (1 if rank < extra else 0), sizes[g] - slots[g])
+            slots[g] += give
+            remaining -= give
+        open_groups = [g for g in open_groups if slots[g] < sizes[g]]
+    return slots
+
+
+@torch.no_grad()
+def select_neurons(candidates: torch.Tensor, scores: torch.Tensor, k: int, *,
+                   groups: Optional[torch.Tensor] = None, tol: float = 1e-6) -> Election:
+    r"""Greedy orthogonal election of ``k`` of the ``C`` candidate neurons (IBCI, Algorithm 1).
+
+    With :math:`P_0 = W` (the candidates as rows) and :math:`A` the elected directions, step :math:`t`
+
+    .. math::
+        i_t = \arg\max_{i \notin \text{elected}} \; s_i\, \frac{\lVert p^{(t)}_i \rVert}{\lVert w_i \rVert},
+        \qquad a_t = \frac{p^{(t)}_{i_t}}{\lVert p^{(t)}_{i_t} \rVert},
+        \qquad P^{(t+1)} = P^{(t)} - (P^{(t)} a_t)\, a_t^\top,
+
+    so a candidate is worth its score times the fraction of it that is new. The first pick is the
+    highest score; the directions :math:`a_t` are orthonormal.
+
+    **More picks than dimensions.** After :math:`d` picks (``d`` = input dimension) the directions span
+    :math:`\mathbb R^d` and every residual is 0 (below ``tol`` times the candidate's norm). The election
+    then starts a new *round*: residuals are reset to the remaining candidates and the next picks are
+    again orthonormal among themselves (``Election.rounds`` says which round each pick belongs to). This
+    matters for convolutions, whose first layer often has more filters than inputs (32 filters of
+    :math:`1 \times 3 \times 3`).
+
+    Args:
+        candidates: ``[C, d]`` candidate weight vectors (a filter flattened).
+        scores: ``[C]`` non-negative scores (e.g. :func:`campaign_scores`, in :math:`[0, 1]`). A tiny
+            constant is added so that a zero score still prefers new directions.
+        k: how many to elect, at most ``C``.
+        groups: optional ``[C]`` integer group per candidate (the official code's variant, see
+            :func:`best_class_groups`): the ``k`` slots are split evenly across the groups (a group too
+            small to fill its share passes the rest on), and the election runs within each group only.
+            Directions are orthonormal within a group, not across groups.
+        tol: relative residual below which a candidate counts as spanned.
+
+    Raises:
+        ValueError: ``k`` larger than the number of candidates or below 1, mismatched shapes, negative or
+            non-finite scores, a zero candidate.
+    """
+    if candidates.dim() != 2:
+        raise ValueError(f"candidates must be [C, d] (one row per neuron), got shape {tuple(candidates.shape)}")
+    n_candidates = candidates.shape[0]
+    if scores.shape != (n_candidates,):
+        raise ValueError(f"scores must have shape [{n_candidates}] (one per candidate), got {tuple(scores.shape)}")
+    if not 1 <= k <= n_candidates:
+        raise ValueError(f"cannot elect k={k} neurons from {n_candidates} candidates: k must lie in 1..{n_candidates}"
+                         " (draw more candidates: raise the candidate ratio)")
+    if not torch.isfinite(scores).all() or (scores < 0).any():
+        raise ValueError("scores must be finite and non-negative (min-max normalize them, e.g. campaign_scores)")
+    w = candidates.detach().double()
+    if not torch.isfinite(w).all():
+        raise ValueError("candidates contain NaN or inf")
+    if (w.norm(dim=1) == 0).any():
+        raise ValueError("a candidate is the zero vector: it has no direction to elect")
+    s = scores.detach().double().to(w.device) + 1e-12
+
+    if groups is None:
+        group_ids = torch.zeros(n_candidates, dtype=torch.long)
+    else:
+        if groups.shape != (n_candidates,):
+            raise ValueError(f"groups must have shape [{n_candidates}], got {tuple(groups.shape)}")
+        group_ids = groups.detach().long().cpu()
+    labels = torch.unique(group_ids).tolist()
+    members = [torch.nonzero(group_ids == g).flatten() for g in labels]
+    slots = _split_slots([len(m) for m in members], k)
+
+    indices, directions, ratios, rounds, gids = [], [], [], [], []
+    for g, idx, n_slots in zip(labels, members, slots):
+        if n_slots == 0:
+            continue
+        idx_dev = idx.to(w.device)
+        picked, dirs, rat, rnd = _elect(w[idx_dev], s[idx_dev], n_slots, tol)
+        indices += idx[picked].tolist()
+        directions += dirs
+        ratios += rat
+        rounds += rnd
+        gids += [g] * n_slots
+    return Election(indices=torch.tensor(indices, dtype=torch.long),
+                    directions=torch.stack(directions).to(candidates.dtype),
+                    residual_ratio=torch.tensor(ratios, dtype=torch.float64),
+                    rounds=torch.tensor(rounds, dtype=torch.long), groups=torch.tensor(gids, dtype=torch.long))
+
+
+def best_class_groups(responses: torch.Tensor, labels: torch.Tensor, num_classes: Optional[int] = None
+                      ) -> torch.Tensor:
+    """The official code's grouping: each candidate's group is the class with its largest mean response."""
+    num_classes = _check_labels(labels, responses.shape[0], num_classes)
+    onehot = F.one_hot(labels.to(responses.device), num_classes).to(responses.dtype)
+    means = onehot.T @ responses / onehot.sum(0)[:, None]
+    return means.argmax(dim=0).cpu()
+
+
+# ------------------------------------------------------------------------------------------- campaign
+@dataclass
+class LayerCampaign:
+    """What :func:`campaign_` did to one layer (``return_report=True``).
+
+    Attributes:
+        name: the layer's name in the model.
+        alpha: the weight of the input term used.
+        candidates: ``[C, *weight.shape[1:]]`` the candidate weights drawn.
+        info: :func:`information_scores` of the candidates (``[C]`` each).
+        scores: ``[C]`` the mixed scores used in the election.
+        election: the :class:`Election`.
+        seconds: wall time spent on this layer (responses, scores, election).
+    """
+
+    name: str
+    alpha: float
+    candidates: torch.Tensor
+    info: Dict[str, torch.Tensor]
+    scores: torch.Tensor
+    election: Election
+    seconds: float
+
+    @property
+    def elected(self) -> torch.Tensor:
+        """``[C]`` boolean mask of the elected candidates."""
+        mask = torch.zeros(self.candidates.shape[0], dtype=torch.bool)
+        mask[self.election.indices] = True
+        return mask
+
+    def frame(self) -> pd.DataFrame:
+        """One row per candidate: input and target information, score, elected or not."""
+        return pd.DataFrame({"layer": self.name, "input_info": self.info["input"].numpy(),
+                             "target_info": self.info["target"].numpy(), "score": self.scores.numpy(),
+                             "elected": self.elected.numpy()})
+
+
+class _StopForward(Exception):
+    """Raised by the input hook once the layer's input is captured: the rest of the forward is not needed."""
+
+
+def _layer_inputs(model: nn.Module, layer: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    chunks: List[torch.Tensor] = []
+
+    def hook(module, inputs):
+        chunks.append(inputs[0].detach())
+        raise _StopForward
+
+    handle = layer.register_forward_pre_hook(hook)
+    try:
+        for start in range(0, x.shape[0], batch_size):
+            try:
+                model(x[start:start + batch_size])
+            except _StopForward:
+                continue
+            except RuntimeError as err:
+                raise ValueError(f"campaign_: the data (shape {tuple(x.shape)}) does not fit the model: {err}") from err
+            raise RuntimeError("campaign_: the forward pass never reached the layer being initialized; "
+                               "the campaign needs every weight layer to be used by model(x)")
+    finally:
+        handle.remove()
+    return torch.cat(chunks)
+
+
+_CONV = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
+
+
+def _candidate_responses(layer: nn.Module, inputs: torch.Tensor, candidates: torch.Tensor,
+                         response_fn: Optional[Callable[[torch.Tensor], torch.Tensor]], batch_size: int
+                         ) -> torch.Tensor:
+    """``[N, C]`` responses of the candidate neurons (filters: mean over positions), biases zero."""
+    if isinstance(layer, nn.Linear):
+        if inputs.dim() != 2:
+            raise ValueError(f"campaign_ handles nn.Linear layers fed [N, features]; got input {tuple(inputs.shape)}")
+        out = inputs @ candidates.T
+        return response_fn(out) if response_fn else out
+    conv = _CONV[type(layer)]
+    if layer.groups != 1 or layer.padding_mode != "zeros":
+        raise ValueError("campaign_ handles convolutions with groups=1 and zero padding only")
+    parts = []
+    for start in range(0, inputs.shape[0], batch_size):
+        out = conv(inputs[start:start + batch_size], candidates, None, layer.stride, layer.padding,
+                   layer.dilation)
+        if response_fn:
+            out = response_fn(out)
+        parts.append(out.flatten(2).mean(dim=2))
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def campaign_(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, base: str = "xavier",
+              mode: str = "ibci", alphas: Optional[Union[float, Sequence[float]]] = None,
+              candidate_ratio: float = 5.0, max_candidates: int = 1000, grouped: bool = False,
+              combine: str = "orthogonal", response_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+              layers: Optional[Iterable[str]] = None, num_classes: Optional[int] = None, batch_size: int = 1000,
+              generator: Optional[torch.Generator] = None, return_report: bool = False
+              ) -> Union[nn.Module, Tuple[nn.Module, Dict[str, LayerCampaign]]]:
+    r"""Neuron Campaign initialization (Mao et al., CIKM 2021) of every weight layer, in place.
+
+    For each layer (``nn.Linear`` or ``nn.Conv*``, in forward order), on the responses of the layers
+    already initialized: draw :math:`C = \min(\lceil r\,k \rceil, C_\max)` candidates (at least ``k``)
+    from ``base`` with the layer's true fan-in and fan-out; score them with
+    :math:`\alpha\,\hat I(X;Z) + (1-\alpha)\,\hat I(Z;Y)` (see the module docstring and
+    :func:`information_scores`); elect ``k`` with :func:`select_neurons`; write the weight; zero the bias.
+
+    Args:
+        model: the network, initialized in place (its train/eval mode is restored afterwards; the passes
+            run in eval mode, so dropout is off and BatchNorm uses its running statistics).
+        x: the data to score on, ``[N, ...]`` as the model takes it (the official code uses the whole
+            training set; a few thousand samples are enough).
+        y: ``[N]`` class labels; every class ``0..K-1`` must occur.
+        base: ``"xavier"`` or ``"he"`` (normal distribution) for the candidates.
+        mode: ``"ibci"`` (the criterion), ``"tie"`` (target information only), ``"iim"`` (input
+            information only) or ``"random"`` (random scores: the control).
+        alphas: weight of the input term, one per layer or one for all (default :func:`default_alphas`).
+        candidate_ratio, max_candidates: :math:`r` and :math:`C_\max` (official: 5 and 1000).
+        grouped: use the official code's grouped election (:func:`best_class_groups`).
+        combine: ``"orthogonal"``: the rows are the elected directions :math:`a_t` scaled to their
+            candidate's norm (orthogonal neurons); ``"candidates"``: the elected candidates as drawn.
+        response_fn: applied to candidate responses before scoring (e.g. ``torch.relu`` to score
+            post-activation responses); default: the layer's own output (pre-activation).
+        layers: names of the layers to initialize (default all weight layers); the others keep their
+            weights but are still run to compute the responses.
+        num_classes: number of classes (default ``y.max() + 1``).
+        batch_size: samples per forward chunk.
+        generator: for the candidates (and the random scores); pass a seeded one for reproducibility.
+        return_report: also return ``{layer name: LayerCampaign}``.
+    """
+    if base not in BASES:
+        raise ValueError(f"unknown base scheme {base!r}; choose one of {BASES}")
+    if mode not in MODES:
+        raise ValueError(f"unknown campaign mode {mode!r}; choose one of {MODES}")
+    if combine not in ("orthogonal", "candidates"):
+        raise ValueError(f"combine must be 'orthogonal' or 'candidates', got {combine!r}")
+    if candidate_ratio < 1 or max_candidates < 1:
+        raise ValueError(f"candidate_ratio must be >= 1 and max_candidates >= 1, got {candidate_ratio}, {max_candidates}")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a tensor of inputs, got {type(x).__name__}")
+    if not torch.isfinite(x).all():
+        raise ValueError("x contains NaN or inf: clean or standardize the data first")
+    num_classes = _check_labels(y, x.shape[0], num_classes)
+
+    all_layers = dict(weight_layers(model))
+    chosen = list(all_layers) if layers is None else list(layers)
+    unknown = [n for n in chosen if n not in all_layers]
+    if unknown:
+        raise ValueError(f"campaign_: unknown layer(s) {unknown}; weight layers are {list(all_layers)}")
+    param = next(model.parameters())
+    device = param.device
+    x = x.to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        order = [n for n in _forward_call_order(model, x[:2], [(n, all_layers[n]) for n in chosen])]
+    except RuntimeError as err:
+        model.train(was_training)
+        raise ValueError(f"campaign_: the data (shape {tuple(x.shape)}) does not fit the model: {err}") from err
+    if alphas is None:
+        alpha_list = default_alphas(len(order))
+    elif isinstance(alphas, (int, float)):
+        alpha_list = [float(alphas)] * len(order)
+    else:
+        alpha_list = [float(a) for a in alphas]
+        if len(alpha_list) != len(order):
+            raise ValueError(f"alphas has {len(alpha_list)} entries but {len(order)} layers are initialized "
+                             f"({order}); give one alpha per layer or a single number")
+
+    report: Dict[str, LayerCampaign] = {}
+    try:
+        for name, alpha in zip(order, alpha_list):
+            start = time.perf_counter()
+            layer = all_layers[name]
+            weight = layer.weight
+            k = weight.shape[0]
+            fan_in, fan_out = fan_in_out(weight)
+            std = math.sqrt(2.0 / (fan_in + fan_out)) if base == "xavier" else math.sqrt(2.0 / fan_in)
+            n_candidates = max(k, min(math.ceil(candidate_ratio * k), max_candidates))
+            candidates = torch.randn((n_candidates, *weight.shape[1:]), generator=generator) * std
+            candidates = candidates.to(device=device, dtype=weight.dtype)
+
+            inputs = _layer_inputs(model, layer, x, batch_size)
+            responses = _candidate_responses(layer, inputs, candidates, response_fn, batch_size)
+            info = {key: v.cpu() for key, v in information_scores(responses, y, num_classes).items()}
+            scores = campaign_scores(info, alpha, mode, generator=generator)
+            groups = best_class_groups(responses, y, num_classes) if grouped else None
+            flat = candidates.flatten(1)
+            election = select_neurons(flat, scores.to(device), k, groups=groups)
+            if combine == "orthogonal":
+                rows = election.directions.to(device) * flat[election.indices.to(device)].norm(dim=1, keepdim=True)
+            else:
+                rows = flat[election.indices.to(device)]
+            weight.copy_(rows.reshape(weight.shape))
+            if getattr(layer, "bias", None) is not None:
+                layer.bias.zero_()
+            if return_report:
+                report[name] = LayerCampaign(name=name, alpha=alpha if mode == "ibci" else
+                                             {"tie": 0.0, "iim": 1.0, "random": float("nan")}[mode],
+                                             candidates=candidates.cpu(), info=info, scores=scores.float(),
+                                             election=election, seconds=time.perf_counter() - start)
+    finally:
+        model.train(was_training)
+    return (model, report) if return_report else model
+
+
+# ------------------------------------------------------------------------------------------ reproduction
+#: The paper's Table 1 on MNIST, minimum test error (%) with its std and the epoch of the minimum,
+#: as ``{(base, architecture): {method: (mean, std, epoch)}}``.
+PAPER_TABLE1: Dict[Tuple[str, str], Dict[str, Tuple[float, float, int]]] = {
+    ("xavier", "IBCI-2"): {"vanilla": (2.04, 0.03, 75), "lsuv": (2.05, 0.06, 51), "ibci": (1.93, 0.06, 60)},
+    ("xavier", "IBCI-3"): {"vanilla": (1.82, 0.05, 52), "lsuv": (1.80, 0.07, 63), "ibci": (1.71, 0.09, 36)},
+    ("xavier", "IBCI-5"): {"vanilla": (2.83, 0.16, 98), "lsuv": (3.13, 0.17, 69), "ibci": (2.53, 0.09, 78)},
+    ("he", "IBCI-2"): {"vanilla": (2.03, 0.03, 65), "lsuv": (2.00, 0.04, 70), "ibci": (1.93, 0.07, 57)},
+    ("he", "IBCI-3"): {"vanilla": (1.83, 0.05, 54), "lsuv": (1.86, 0.07, 71), "ibci": (1.73, 0.04, 35)},
+    ("he", "IBCI-5"): {"vanilla": (2.76, 0.07, 80), "lsuv": (2.90, 0.12, 77), "ibci": (2.62, 0.08, 73)},
+}
+#: The paper's Table 2 (the ablation on MNIST) in the layout of :data:`PAPER_TABLE1`, with the methods IBCI,
+#: TIE (target information only) and IIM (input information only).
+PAPER_TABLE2: Dict[Tuple[str, str], Dict[str, Tuple[float, float, int]]] = {
+    ("xavier", "IBCI-2"): {"ibci": (1.93, 0.06, 60), "tie": (2.04, 0.07, 58), "iim": (2.07, 0.09, 84)},
+    ("xavier", "IBCI-3"): {"ibci": (1.71, 0.09, 36), "tie": (1.82, 0.03, 43), "iim": (1.82, 0.05, 52)},
+    ("xavier", "IBCI-5"): {"ibci": (2.53, 0.09, 78), "tie": (2.68, 0.05, 82), "iim": (2.57, 0.09, 84)},
+    ("he", "IBCI-2"): {"ibci": (1.93, 0.07, 57), "tie": (2.07, 0.06, 59), "iim": (2.034, 0.09, 62)},
+    ("he", "IBCI-3"): {"ibci": (1.73, 0.04, 35), "tie": (1.83, 0.07, 42), "iim": (1.856, 0.05, 55)},
+    ("he", "IBCI-5"): {"ibci": (2.62, 0.08, 73), "tie": (2.89, 0.11, 74), "iim": (2.67, 0.12, 86)},
+}
+#: Initialization methods of the reproduction, namely the base scheme alone, LSUV on top of it, the
+#: campaign and its ablations.
+METHODS = ("vanilla", "lsuv", "ibci", "tie", "iim", "random")
+#: The paper's three MLPs, named as in :func:`neuronlab.models.paper_mlp` (IBCI names count weight layers).
+ARCHITECTURES = ("IBCI-2", "IBCI-3", "IBCI-5")
+METHOD_LABELS = {"vanilla": "Vanilla", "lsuv": "LSUV", "ibci": "IBCI", "tie": "TIE", "iim": "IIM",
+                 "random": "random election"}
+
+
+def initialize_for_method(model: nn.Module, method: str, base: str, x: torch.Tensor, y: torch.Tensor,
+                          generator: torch.Generator) -> nn.Module:
+    """Initialize ``model`` in place the way a reproduction row does.
+
+    ``"vanilla"``: ``base`` alone; ``"lsuv"``: ``base`` then LSUV rescaling (the paper pairs LSUV with
+    Xavier and with He, so the rescaling keeps the base directions: ``orthogonal=False``); ``"ibci"``,
+    ``"tie"``, ``"iim"``, ``"random"``: a campaign with ``base`` candidates; a campaign name followed by
+    ``"+lsuv"`` (e.g. ``"ibci+lsuv"``): the campaign, then LSUV rescaling.
+    """
+    if base not in BASES:
+        raise ValueError(f"unknown base scheme {base!r}; choose one of {BASES}")
+    core, plus_lsuv = (method[:-len("+lsuv")], True) if method.endswith("+lsuv") else (method, False)
+    if core == "lsuv":
+        core, plus_lsuv = "vanilla", True
+    if core == "vanilla":
+        (xavier_ if base == "xavier" else he_)(model, generator=generator)
+    elif core in MODES:
+        campaign_(model, x, y, base=base, mode=core, generator=generator)
+    else:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS} (a campaign may end in '+lsuv')")
+    if plus_lsuv:
+        lsuv_(model, x[:1000], orthogonal=False)
+    return model
+
+
+def build_model(arch: str, data) -> nn.Module:
+    """``"IBCI-2"``, ``"IBCI-3"``, ``"IBCI-5"`` (:func:`neuronlab.models.paper_mlp`) or ``"SmallCNN-a-b"``
+    (:class:`neuronlab.models.SmallCNN` with ``a`` and ``b`` channels, for image tensors ``[N, C, H, W]``)."""
+    from .models import SmallCNN, paper_mlp
+
+    if arch.upper().startswith("SMALLCNN"):
+        if data.x_train.dim() != 4:
+            raise ValueError(f"{arch} needs images [N, C, H, W]; load the dataset with flatten=False")
+        channels = tuple(int(c) for c in arch.split("-")[1:]) or (32, 64)
+        return SmallCNN(in_channels=data.x_train.shape[1], num_classes=data.num_classes, channels=channels,
+                        image_size=data.x_train.shape[-1])
+    return paper_mlp(arch)
+
+
+def train_campaign_run(data, *, arch: str, base: str, method: str, seed: int, epochs: int, lr: float = 0.1,
+                       batch_size: int = 100, dataset: Optional[str] = None, **_: object) -> Dict:
+    """One row of the reproduction: build ``arch`` (:func:`build_model`), initialize it by ``method``
+    (:func:`initialize_for_method`) on the training split, train
+    with plain SGD (the official protocol: lr 0.1, batch 100, no momentum) and summarize.
+
+    Returns a JSON-ready dict: ``min_test_error`` (%, the paper's metric) and ``epoch_of_min``, the test
+    error at the best validation epoch and that epoch (our honest metric: no peeking at the test set),
+    the per-epoch test error and training loss, and the seconds spent initializing and per epoch.
+    Extra configuration keys (e.g. ``profile``) are accepted and ignored.
+    """
+    from .train import fit
+
+    if dataset is not None and dataset != data.name:
+        raise ValueError(f"the configuration says dataset={dataset!r} but the data passed is {data.name!r}")
+    torch.manual_seed(seed)
+    model = build_model(arch, data)
+    generator = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    initialize_for_method(model, method, base, data.x_train, data.y_train, generator)
+    init_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    history = fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, progress=False,
+                  device="cpu" if not torch.cuda.is_available() else None)
+    train_seconds = time.perf_counter() - start
+    table = history.table
+    return {
+        "min_test_error": float(history.min_test_error),
+        "epoch_of_min": int(history.epoch_of_min_test_error),
+        "test_error_at_best_val": float(history.test_error_at_best),
+        "best_val_epoch": int(history.best_epoch),
+        "test_error_curve": (100 * (1 - table["test_acc"])).round(3).tolist(),
+        "train_loss_curve": table["train_loss"].astype(float).round(5).tolist(),
+        "init_seconds": init_seconds,
+        "epoch_seconds": train_seconds / epochs,
+    }
+
+
+def _cell(mean: float, std: float, epoch: Optional[float], digits: int = 2) -> str:
+    body = f"{mean:.{digits}f}" if std is None or (isinstance(std, float) and math.isnan(std)) else \
+        f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return body if epoch is None else f"{body} ({epoch:.0f})"
+
+
+def comparison_table(table: pd.DataFrame, paper: Mapping[Tuple[str, str], Mapping[str, Tuple[float, float, int]]],
+                     methods: Sequence[str], value: str = "min_test_error", epoch: str = "epoch_of_min"
+                     ) -> pd.DataFrame:
+    """Paper beside ours: one row per (base, architecture), for each method a "paper" and an "ours" column
+    with ``mean ± std (epoch)``: error in %, epoch of the minimum as a mean over seeds.
+
+    Args:
+        table: runs with columns ``base``, ``arch``, ``method``, ``value`` and ``epoch`` (a
+            :meth:`neuronlab.runs.RunStore.table`).
+        paper: :data:`PAPER_TABLE1` or :data:`PAPER_TABLE2`; a method the paper lacks shows "–".
+        methods: which methods, in order.
+    """
+    missing = [c for c in ("base", "arch", "method", value, epoch) if c not in table.columns]
+    if missing:
+        raise KeyError(f"columns {missing} not in the table; it has {list(table.columns)}")
+    rows = []
+    for (base, arch), group in table.groupby(["base", "arch"], sort=False):
+        row = {"init": base.capitalize() if base == "he" else "Xavier", "layers": arch.split("-")[1],
+               "seeds": int(group["seed"].nunique()) if "seed" in group else len(group)}
+        for method in methods:
+            runs_ = group[group["method"] == method]
+            ref = paper.get((base, arch), {}).get(method)
+            label = METHOD_LABELS.get(method, method)
+            row[f"{label} (paper)"] = _cell(*ref) if ref else "–"
+            row[f"{label} (ours)"] = _cell(runs_[value].mean(), runs_[value].std(), runs_[epoch].mean()) \
+                if len(runs_) else "–"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+#: Settings of the reproduction per profile (dataset, epochs and seeds).
+PROFILE_SETTINGS = {
+    "quick": dict(dataset="mnist-5k", epochs=20, seeds=[0, 1, 2]),
+    "full": dict(dataset="mnist", epochs=101, seeds=[0, 1, 2, 3, 4]),
+}
+
+
+def reproduction_grid(profile: str, methods: Sequence[str] = METHODS, archs: Sequence[str] = ARCHITECTURES,
+                      bases: Sequence[str] = BASES, seeds: Optional[Sequence[int]] = None,
+                      epochs: Optional[int] = None, dataset: Optional[str] = None) -> List[Dict]:
+    """The run configurations of the reproduction (one dict per run) for a profile; ``seeds``, ``epochs``
+    and ``dataset`` override the profile's settings (:data:`PROFILE_SETTINGS`)."""
+    settings = PROFILE_SETTINGS[profile]
+    return [dict(dataset=dataset or settings["dataset"], arch=arch, base=base, method=method, lr=0.1, batch_size=100,
+                 epochs=epochs or settings["epochs"], seed=seed)
+            for base in bases for arch in archs for method in methods
+            for seed in (seeds if seeds is not None else settings["seeds"])]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """Command-line entry point: run (or resume) the reproduction sweep and print both tables."""
+    from .config import get_profile
+    from .data import load_dataset
+    from .runs import RunStore
+
+    parser = argparse.ArgumentParser(prog="python -m neuronlab.campaign",
+                                     description="Reproduce IBCI Tables 1 and 2 (Mao et al., CIKM 2021).")
+    parser.add_argument("--profile", default=None, help="quick (default: mnist-5k) or full (MNIST, 101 epochs)")
+    parser.add_argument("--runs", default="runs/ch02", help="folder where every finished run is saved")
+    parser.add_argument("--seeds", type=int, nargs="*", default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--dataset", default=None, help="override the profile's dataset, e.g. fashion-mnist")
+    parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--archs", nargs="*", default=list(ARCHITECTURES), choices=ARCHITECTURES)
+    args = parser.parse_args(argv)
+    profile = get_profile(args.profile)
+    grid = reproduction_grid(profile, args.methods, args.archs, seeds=args.seeds, epochs=args.epochs,
+                             dataset=args.dataset)
+    data = load_dataset(grid[0]["dataset"], seed=0, flatten=True)
+    store = RunStore(f"{args.runs}_{grid[0]['dataset']}_{profile}")
+    table = store.sweep(grid, lambda cfg: train_campaign_run(data, **cfg))
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(f"\nTable 1 ({data.name}, {profile} profile): min test error % (epoch of the minimum)")
+        print(comparison_table(table, PAPER_TABLE1, ["vanilla", "lsuv", "ibci"]).to_string(index=False))
+        print(f"\nTable 2 ({data.name}, {profile} profile): ablation")
+        print(comparison_table(table, PAPER_TABLE2, ["ibci", "tie", "iim", "random"]).to_string(index=False))
+    return table
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

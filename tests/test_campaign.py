@@ -1,0 +1,370 @@
+"""Neuron Campaign (IBCI): scores against hand computations, the election's invariants, the whole campaign."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from neuronlab import campaign, init, models
+from neuronlab.campaign import (campaign_, campaign_scores, default_alphas, information_scores, select_neurons)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def blobs(n_per_class=60, dim=12, classes=3, seed=0):
+    """Gaussian classes whose means differ on the first few features."""
+    g = gen(seed)
+    y = torch.arange(classes).repeat_interleave(n_per_class)
+    x = torch.randn(len(y), dim, generator=g)
+    x[:, :classes] += 3.0 * nn.functional.one_hot(y, classes).float()
+    return x, y
+
+
+# ------------------------------------------------------------------------------------------------ scores
+def test_information_scores_by_hand():
+    # one neuron, two classes: class 0 responses {0, 2}, class 1 responses {4, 8}
+    z = torch.tensor([[0.0], [2.0], [4.0], [8.0]])
+    y = torch.tensor([0, 0, 1, 1])
+    info = information_scores(z, y)
+    # class means 1 and 6 -> between = ((1-3.5)^2 + (6-3.5)^2)/2 = 6.25; within = (1 + 4)/2 = 2.5
+    assert info["between"].item() == pytest.approx(6.25)
+    assert info["within"].item() == pytest.approx(2.5)
+    assert info["target"].item() == pytest.approx(3.75)
+    # overall mean 3.5, population variance (12.25 + 2.25 + 0.25 + 20.25)/4 = 8.75
+    assert info["input"].item() == pytest.approx(math.sqrt(8.75))
+
+
+def test_total_variance_splits_into_between_and_within_for_balanced_classes():
+    z = torch.randn(300, 40, generator=gen(1)) * torch.linspace(0.5, 3, 40)
+    y = torch.arange(3).repeat(100)
+    info = information_scores(z, y)
+    torch.testing.assert_close(info["input"] ** 2, info["between"] + info["within"])
+
+
+def test_target_information_prefers_the_class_feature():
+    x, y = blobs()
+    w = torch.eye(12)  # neuron i reads feature i; only features 0..2 carry the class
+    info = information_scores(x @ w.T, y)
+    assert set(info["target"].topk(3).indices.tolist()) == {0, 1, 2}
+
+
+def test_scores_are_minmax_mixtures():
+    info = {"input": torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64),
+            "target": torch.tensor([5.0, -1.0, 2.0], dtype=torch.float64)}
+    torch.testing.assert_close(campaign_scores(info, 1.0), torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(campaign_scores(info, 0.0), torch.tensor([1.0, 0.0, 0.5], dtype=torch.float64))
+    torch.testing.assert_close(campaign_scores(info, 0.25), 0.25 * torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+                               + 0.75 * torch.tensor([1.0, 0.0, 0.5], dtype=torch.float64))
+    torch.testing.assert_close(campaign_scores(info, 0.3, "tie"), campaign_scores(info, 0.0))
+    torch.testing.assert_close(campaign_scores(info, 0.3, "iim"), campaign_scores(info, 1.0))
+    r = campaign_scores(info, 0.3, "random", generator=gen())
+    assert r.shape == (3,) and ((r >= 0) & (r <= 1)).all()
+    with pytest.raises(ValueError, match="alpha"):
+        campaign_scores(info, 1.5)
+    with pytest.raises(ValueError, match="mode"):
+        campaign_scores(info, 0.5, "best")
+
+
+def test_default_alphas():
+    assert default_alphas(2) == [1.0, 0.0]
+    assert default_alphas(3) == [1.0, 0.5, 0.0]
+    assert default_alphas(1) == [0.5]
+    with pytest.raises(ValueError):
+        default_alphas(0)
+
+
+# ---------------------------------------------------------------------------------------------- election
+def test_election_by_hand_in_2d():
+    # w0 = (1, 0), w1 = (1, 1), w2 = (0, 2); scores 1.0, 0.9, 0.6
+    w = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
+    s = torch.tensor([1.0, 0.9, 0.6])
+    e = select_neurons(w, s, 2)
+    # step 1: all residual ratios are 1 -> highest score, w0. Step 2: residuals (0, 1) and (0, 2):
+    # ratios 1/sqrt(2) = 0.707 and 1 -> criteria 0.9 * 0.707 = 0.636 < 0.6 * 1? no: 0.636 > 0.6 -> w1
+    assert e.indices.tolist() == [0, 1]
+    torch.testing.assert_close(e.residual_ratio, torch.tensor([1.0, 1 / math.sqrt(2)], dtype=torch.float64))
+    torch.testing.assert_close(e.directions, torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    # with w2 scored a bit higher it wins the second seat: 0.65 * 1 > 0.9 * 0.707
+    assert select_neurons(w, torch.tensor([1.0, 0.9, 0.65]), 2).indices.tolist() == [0, 2]
+
+
+def test_elected_directions_are_orthonormal_and_first_pick_is_best_score():
+    w = torch.randn(200, 50, generator=gen(2))
+    s = torch.rand(200, generator=gen(3))
+    e = select_neurons(w, s, 40)
+    assert e.indices[0] == s.argmax()
+    assert len(set(e.indices.tolist())) == 40
+    torch.testing.assert_close(e.directions @ e.directions.T, torch.eye(40), atol=1e-5, rtol=0)
+    # each direction is the elected candidate's component orthogonal to the earlier directions
+    for t in [1, 17, 39]:
+        wi = w[e.indices[t]].double()
+        basis = e.directions[:t].double()
+        p = wi - basis.T @ (basis @ wi)
+        torch.testing.assert_close(e.directions[t].double(), p / p.norm(), atol=1e-6, rtol=0)
+        assert e.residual_ratio[t].item() == pytest.approx((p.norm() / wi.norm()).item(), rel=1e-6)
+    assert ((e.residual_ratio > 0) & (e.residual_ratio <= 1 + 1e-9)).all()
+
+
+def test_duplicate_candidates_are_never_both_elected_in_a_round():
+    w = torch.randn(5, 8, generator=gen(4))
+    w = torch.cat([w, w])  # every candidate twice
+    e = select_neurons(w, torch.ones(10), 5)
+    assert len({i % 5 for i in e.indices.tolist()}) == 5
+
+
+def test_more_picks_than_dimensions_start_new_rounds():
+    d = 3
+    w = torch.randn(20, d, generator=gen(5))
+    e = select_neurons(w, torch.rand(20, generator=gen(6)), 8)
+    assert e.rounds.tolist() == [0, 0, 0, 1, 1, 1, 2, 2]
+    for r in range(3):
+        a = e.directions[e.rounds == r]
+        torch.testing.assert_close(a @ a.T, torch.eye(len(a)), atol=1e-5, rtol=0)
+    assert len(set(e.indices.tolist())) == 8
+
+
+def test_grouped_election_splits_slots_evenly():
+    w = torch.randn(30, 20, generator=gen(7))
+    groups = torch.tensor([0] * 12 + [1] * 3 + [2] * 15)
+    e = select_neurons(w, torch.rand(30, generator=gen(8)), 9, groups=groups)
+    counts = torch.bincount(groups[e.indices], minlength=3).tolist()
+    assert counts == [3, 3, 3]
+    assert (groups[e.indices] == e.groups).all()
+    # a group too small for its share passes the rest on: 12 slots over groups of 12, 3, 15
+    e = select_neurons(w, torch.rand(30, generator=gen(8)), 12, groups=groups)
+    # shares of 4; the group of 3 passes 1 on, to the group with the most room left
+    assert torch.bincount(groups[e.indices], minlength=3).tolist() == [4, 3, 5]
+    # within a group the directions are orthonormal
+    a = e.directions[e.groups == 2]
+    torch.testing.assert_close(a @ a.T, torch.eye(len(a)), atol=1e-5, rtol=0)
+
+
+def test_election_bad_input():
+    w = torch.randn(10, 4)
+    with pytest.raises(ValueError, match="k=11"):
+        select_neurons(w, torch.ones(10), 11)
+    with pytest.raises(ValueError, match="scores"):
+        select_neurons(w, torch.ones(9), 3)
+    with pytest.raises(ValueError, match="non-negative"):
+        select_neurons(w, -torch.ones(10), 3)
+    with pytest.raises(ValueError, match="zero vector"):
+        select_neurons(torch.zeros(10, 4), torch.ones(10), 3)
+    with pytest.raises(ValueError, match=r"\[C, d\]"):
+        select_neurons(torch.randn(10), torch.ones(10), 3)
+
+
+# ---------------------------------------------------------------------------------------------- campaign
+def test_campaign_mlp_elected_neurons_are_orthogonal_and_keep_the_base_scale():
+    x, y = blobs(dim=40)
+    model = models.MLP([40, 16, 8, 3])
+    model.fc1.bias.data.fill_(1.0)
+    _, report = campaign_(model, x, y, generator=gen(), return_report=True)
+    assert list(report) == ["fc1", "fc2", "fc3"]
+    assert [r.alpha for r in report.values()] == [1.0, 0.5, 0.0]
+    for name, r in report.items():
+        layer = getattr(model, name)
+        w = layer.weight.detach()
+        gram = w @ w.T
+        torch.testing.assert_close(gram - torch.diag(torch.diag(gram)), torch.zeros_like(gram), atol=1e-5, rtol=0)
+        # each row has its candidate's norm
+        torch.testing.assert_close(w.norm(dim=1), r.candidates[r.election.indices].flatten(1).norm(dim=1))
+        assert (layer.bias == 0).all()
+        assert r.candidates.shape[0] == min(5 * w.shape[0], 1000)
+        assert r.election.indices[0] == r.scores.argmax()
+        assert r.elected.sum() == w.shape[0]
+    assert isinstance(report["fc1"].frame(), pd.DataFrame)
+
+
+def test_candidates_use_the_true_fan_in():
+    x, y = blobs(n_per_class=20, dim=784, classes=2)
+    for base, std in [("xavier", math.sqrt(2 / (784 + 100))), ("he", math.sqrt(2 / 784))]:
+        layer_model = nn.Sequential(nn.Linear(784, 100), nn.ReLU(), nn.Linear(100, 2))
+        _, report = campaign_(layer_model, x, y, base=base, generator=gen(), return_report=True)
+        assert report["0"].candidates.std().item() == pytest.approx(std, rel=0.01)
+
+
+def test_scores_in_the_report_match_a_manual_forward():
+    x, y = blobs(dim=20)
+    model = models.MLP([20, 10, 6, 3])
+    _, report = campaign_(model, x, y, generator=gen(), return_report=True)
+    # fc2's candidates are scored on the output of act1 with fc1 already campaign-initialized
+    hidden = torch.relu(model.fc1(x))
+    manual = information_scores(hidden @ report["fc2"].candidates.T, y)
+    torch.testing.assert_close(report["fc2"].info["input"], manual["input"])
+    torch.testing.assert_close(report["fc2"].info["target"], manual["target"])
+    # response_fn=torch.relu scores post-activation responses
+    _, report = campaign_(models.MLP([20, 10, 3]), x, y, generator=gen(), response_fn=torch.relu,
+                          return_report=True)
+    manual = information_scores(torch.relu(x @ report["fc1"].candidates.T), y)
+    torch.testing.assert_close(report["fc1"].info["input"], manual["input"])
+
+
+def test_modes_change_only_the_scores():
+    x, y = blobs(dim=30)
+    reports = {}
+    for mode in ["ibci", "tie", "iim", "random"]:
+        _, reports[mode] = campaign_(models.MLP([30, 12, 3]), x, y, mode=mode, generator=gen(), return_report=True)
+    for mode in ["tie", "iim", "random"]:  # same generator -> same candidates for the first layer
+        torch.testing.assert_close(reports[mode]["fc1"].candidates, reports["ibci"]["fc1"].candidates)
+    r = reports["tie"]["fc1"]
+    torch.testing.assert_close(r.scores.double(), campaign._minmax(r.info["target"]), atol=1e-6, rtol=0)
+    r = reports["iim"]["fc1"]
+    torch.testing.assert_close(r.scores.double(), campaign._minmax(r.info["input"]), atol=1e-6, rtol=0)
+
+
+def test_target_only_campaign_elects_discriminative_neurons():
+    x, y = blobs(n_per_class=100, dim=30)
+    _, report = campaign_(models.MLP([30, 5, 3]), x, y, mode="tie", generator=gen(), return_report=True)
+    r = report["fc1"]
+    assert r.info["target"][r.elected].mean() > r.info["target"][~r.elected].mean()
+
+
+def test_campaign_is_reproducible_under_a_seed():
+    x, y = blobs(dim=20)
+    a = campaign_(models.MLP([20, 10, 3]), x, y, generator=gen(11))
+    b = campaign_(models.MLP([20, 10, 3]), x, y, generator=gen(11))
+    torch.testing.assert_close(a.fc1.weight, b.fc1.weight)
+
+
+def test_campaign_on_a_cnn_handles_more_filters_than_inputs():
+    g = gen(12)
+    x = torch.randn(60, 1, 12, 12, generator=g)
+    y = torch.arange(3).repeat(20)
+    model = models.SmallCNN(in_channels=1, num_classes=3, channels=(12, 16), hidden=20, image_size=12)
+    _, report = campaign_(model, x, y, generator=g, return_report=True)
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    first = report[convs[0]]
+    # 12 filters of 1x3x3 = 9 inputs: a second round starts after 9
+    assert first.election.rounds.tolist() == [0] * 9 + [1] * 3
+    w = model.get_submodule(convs[0]).weight.detach().flatten(1)[:9]
+    gram = w @ w.T
+    torch.testing.assert_close(gram - torch.diag(torch.diag(gram)), torch.zeros_like(gram), atol=1e-5, rtol=0)
+    # the filter responses used for scoring are position means of the candidate convolution
+    conv = model.get_submodule(convs[0])
+    manual = nn.functional.conv2d(x, first.candidates, None, conv.stride, conv.padding).mean(dim=(2, 3))
+    torch.testing.assert_close(first.info["input"], information_scores(manual, y)["input"])
+    assert torch.isfinite(model(x)).all()
+
+
+def test_lsuv_after_campaign_rescales_without_turning():
+    x, y = blobs(dim=40)
+    model = campaign_(models.MLP([40, 16, 8, 3]), x, y, generator=gen())
+    before = {n: getattr(model, n).weight.detach().clone() for n in ["fc1", "fc2", "fc3"]}
+    _, report = init.lsuv_(model, x, orthogonal=False, return_report=True)
+    for name, w in before.items():
+        cos = nn.functional.cosine_similarity(w, getattr(model, name).weight.detach(), dim=1)
+        torch.testing.assert_close(cos, torch.ones_like(cos))
+        assert report[name]["variance"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_init_reexports_the_campaign():
+    assert init.campaign_ is campaign_ and init.select_neurons is select_neurons
+
+
+def test_campaign_bad_input_and_hooks_removed():
+    x, y = blobs(dim=20)
+    model = models.MLP([20, 10, 3])
+    with pytest.raises(ValueError, match=r"class\(es\) \[1\]"):
+        campaign_(model, x[y != 1], torch.where(y[y != 1] == 2, 2, 0))
+    with pytest.raises(ValueError, match="shape"):
+        campaign_(model, x, y[:-1])
+    with pytest.raises(ValueError, match="does not fit"):
+        campaign_(model, torch.randn(30, 7), y[:30])
+    assert all(not m._forward_pre_hooks and not m._forward_hooks for m in model.modules())
+    with pytest.raises(ValueError, match="NaN"):
+        campaign_(model, torch.full_like(x, float("nan")), y)
+    with pytest.raises(ValueError, match="labels must lie"):
+        campaign_(model, x, y, num_classes=2)
+    with pytest.raises(ValueError, match="mode"):
+        campaign_(model, x, y, mode="lottery")
+    with pytest.raises(ValueError, match="alphas"):
+        campaign_(model, x, y, alphas=[0.5, 0.5, 0.5])
+    with pytest.raises(ValueError, match="unknown layer"):
+        campaign_(model, x, y, layers=["fc9"])
+    with pytest.raises(ValueError, match="candidate_ratio"):
+        campaign_(model, x, y, candidate_ratio=0.5)
+    with pytest.raises(ValueError, match="integer"):
+        campaign_(model, x, y.float())
+
+
+def test_layers_subset_and_train_mode_restored():
+    x, y = blobs(dim=20)
+    model = models.MLP([20, 10, 3], dropout=0.5)
+    w2 = model.fc2.weight.detach().clone()
+    model.train()
+    campaign_(model, x, y, layers=["fc1"], alphas=0.3, generator=gen())
+    assert model.training
+    torch.testing.assert_close(model.fc2.weight, w2)
+
+
+# ------------------------------------------------------------------------------------------ reproduction
+def test_comparison_table_puts_paper_beside_ours():
+    rows = [dict(base="xavier", arch="IBCI-2", method=m, seed=s, min_test_error=e, epoch_of_min=ep)
+            for m, s, e, ep in [("vanilla", 0, 3.0, 10), ("vanilla", 1, 5.0, 20), ("ibci", 0, 2.0, 4),
+                                ("ibci", 1, 2.0, 6)]]
+    table = campaign.comparison_table(pd.DataFrame(rows), campaign.PAPER_TABLE1, ["vanilla", "lsuv", "ibci"])
+    row = table.iloc[0]
+    assert row["Vanilla (paper)"] == "2.04 ± 0.03 (75)"
+    assert row["Vanilla (ours)"] == "4.00 ± 1.41 (15)"
+    assert row["IBCI (ours)"] == "2.00 ± 0.00 (5)"
+    assert row["LSUV (ours)"] == "–"
+    assert row["seeds"] == 2
+
+
+def test_reproduction_grid_and_one_tiny_run(tmp_path):
+    grid = campaign.reproduction_grid("quick", methods=["vanilla", "ibci"], archs=["IBCI-2"], bases=["he"],
+                                      seeds=[0], epochs=1)
+    assert len(grid) == 2 and grid[0]["lr"] == 0.1 and grid[0]["batch_size"] == 100
+
+    class Tiny:  # an offline data object in the form neuronlab.train.fit takes
+        name = "tiny"
+        g = gen(0)
+        x_train, y_train = torch.randn(200, 784, generator=g), torch.arange(10).repeat(20)
+        x_val, y_val = torch.randn(50, 784, generator=g), torch.arange(10).repeat(5)
+        x_test, y_test = torch.randn(50, 784, generator=g), torch.arange(10).repeat(5)
+        num_classes = 10
+
+    out = campaign.train_campaign_run(Tiny, arch="IBCI-2", base="he", method="ibci", seed=0, epochs=2)
+    assert 0 <= out["min_test_error"] <= 100 and len(out["test_error_curve"]) == 2
+    assert out["min_test_error"] == pytest.approx(min(out["test_error_curve"]), abs=1e-3)
+    with pytest.raises(ValueError, match="dataset"):
+        campaign.train_campaign_run(Tiny, arch="IBCI-2", base="he", method="ibci", seed=0, epochs=1,
+                                    dataset="mnist")
+    with pytest.raises(ValueError, match="method"):
+        campaign.initialize_for_method(models.paper_mlp("IBCI-2"), "magic", "he", Tiny.x_train, Tiny.y_train, gen())
+
+
+def test_campaign_then_lsuv_method_and_cnn_model():
+    g = gen(0)
+
+    class Images:
+        name = "tiny-images"
+        x_train, y_train = torch.randn(60, 1, 12, 12, generator=g), torch.arange(3).repeat(20)
+        num_classes = 3
+
+    model = campaign.build_model("SmallCNN-4-6", Images)
+    assert [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)] == [4, 6]
+    campaign.initialize_for_method(model, "ibci+lsuv", "he", Images.x_train, Images.y_train, gen(1))
+    with torch.no_grad():
+        assert model(Images.x_train).var().item() == pytest.approx(1.0, abs=0.05)  # LSUV ran last
+    with pytest.raises(ValueError, match="flatten=False"):
+        Images.x_train = Images.x_train.flatten(1)
+        campaign.build_model("SmallCNN-4-6", Images)
+
+
+def test_xavier_and_he_campaigns_elect_the_same_directions():
+    # the candidates differ only by a per-layer scale, which min-max normalized scores do not see
+    x, y = blobs(dim=30)
+    a = campaign_(models.MLP([30, 12, 3]), x, y, base="xavier", generator=gen(3))
+    b = campaign_(models.MLP([30, 12, 3]), x, y, base="he", generator=gen(3))
+    for name in ["fc1", "fc2"]:
+        wa, wb = getattr(a, name).weight.detach(), getattr(b, name).weight.detach()
+        torch.testing.assert_close(nn.functional.normalize(wa, dim=1), nn.functional.normalize(wb, dim=1),
+                                   atol=1e-5, rtol=0)
+        ratio = wb.norm(dim=1) / wa.norm(dim=1)
+        torch.testing.assert_close(ratio, torch.full_like(ratio, ratio[0].item()))
+    assert not torch.allclose(a.fc1.weight, b.fc1.weight)
