@@ -10,6 +10,7 @@ One module per concern (see the book's API page):
 * :mod:`neuronlab.runs` -- save every finished run of a sweep; resume after a crash
 * :mod:`neuronlab.init` -- Xavier, He, orthogonal, LSUV
 * :mod:`neuronlab.campaign` -- Chapter 2: Neuron Campaign initialization (IBCI)
+* :mod:`neuronlab.cooperating` -- Chapter 4: activation patterns, layer perplexity, nodes as classifiers
 * :mod:`neuronlab.signal` -- Chapter 1: vanishing and exploding signals
 
 Submodules are imported lazily so that ``import neuronlab`` stays fast.
@@ -19,7 +20,7 @@ from importlib import import_module
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("config", "data", "models", "probe", "train", "runs", "init", "signal", "campaign")
+_SUBMODULES = ("config", "data", "models", "probe", "train", "runs", "init", "signal", "campaign", "cooperating")
 __all__ = list(_SUBMODULES) + ["__version__"]
 
 
