@@ -10,6 +10,8 @@ One module per concern (see the book's API page):
 * :mod:`neuronlab.runs` -- save every finished run of a sweep; resume after a crash
 * :mod:`neuronlab.init` -- Xavier, He, orthogonal, LSUV
 * :mod:`neuronlab.campaign` -- Chapter 2: Neuron Campaign initialization (IBCI)
+* :mod:`neuronlab.nsr` -- Chapter 3: Neuron Steadiness Regularization and intra-class statistics
+* :mod:`neuronlab.regularizers` -- L1, L2, Jacobian and orthogonality terms NSR is compared with
 * :mod:`neuronlab.cooperating` -- Chapter 4: activation patterns, layer perplexity, nodes as classifiers
 * :mod:`neuronlab.signal` -- Chapter 1: vanishing and exploding signals
 
@@ -20,7 +22,7 @@ from importlib import import_module
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("config", "data", "models", "probe", "train", "runs", "init", "signal", "campaign", "cooperating")
+_SUBMODULES = ("config", "data", "models", "probe", "train", "runs", "init", "signal", "campaign", "nsr", "regularizers", "cooperating")
 __all__ = list(_SUBMODULES) + ["__version__"]
 
 
