@@ -37,6 +37,9 @@ __all__ = [
     "variance_by_correctness",
     "consistency_of_representations",
     "pick_layer_by_variance",
+    "PAPER_TABLE",
+    "OFFICIAL_LAMBDAS",
+    "train_nsr_mlp_run",
 ]
 
 
@@ -398,3 +401,72 @@ def consistency_of_representations(responses: torch.Tensor, labels: torch.Tensor
         raise ValueError("two classes have identical centres: the measure is undefined")
     ratio = (spread[:, None] + spread[None, :]) / distance.masked_fill(torch.eye(len(classes), dtype=torch.bool), float("inf"))
     return ratio.max(dim=1).values.mean().item()
+
+
+# ------------------------------------------------------------------------------------------ reproduction
+#: The paper's MLP and CNN results as test error in percent (mean and std), in the form
+#: ``{model: {"vanilla": (m, s), "nsr": (m, s)}}``. MLPs on MNIST (NSR's names count the input layer, so
+#: MLP-4 is 784-256-100-10), CNNs on CIFAR-10.
+PAPER_TABLE = {
+    "MLP-3": {"vanilla": (3.09, 0.10), "nsr": (2.80, 0.08)},
+    "MLP-4": {"vanilla": (2.29, 0.07), "nsr": (1.64, 0.04)},
+    "MLP-6": {"vanilla": (2.44, 0.09), "nsr": (1.76, 0.06)},
+    "MLP-8": {"vanilla": (2.87, 0.09), "nsr": (1.98, 0.09)},
+    "MLP-10": {"vanilla": (3.06, 0.06), "nsr": (1.72, 0.14)},
+    "ResNet-18": {"vanilla": (7.96, 0.12), "nsr": (7.20, 0.09)},
+    "VGG-19": {"vanilla": (10.57, 0.17), "nsr": (8.77, 0.10)},
+}
+#: The lambdas of the official README (tuned with NNI), for the official ``mean`` neuron reduction.
+OFFICIAL_LAMBDAS = {"MLP-3": 0.02475, "MLP-4": 7.4865, "MLP-6": 0.0538, "MLP-8": 0.2542, "MLP-10": 0.4158,
+                    "ResNet-18": 0.5, "VGG-19": 0.11}
+
+
+def train_nsr_mlp_run(data, *, arch: str, method: str, seed: int, epochs: int, layer: str = "logits",
+                      lam: Optional[float] = None, memory: int = 5, lr: float = 0.01, batch_size: int = 100,
+                      dataset: Optional[str] = None, **_: object) -> Dict:
+    """One MLP row of the NSR reproduction with the official protocol: Xavier-normal weights, zero biases,
+    plain SGD (lr 0.01, batch 100), test error at the best validation epoch.
+
+    Args:
+        arch: ``"MLP-3"`` ... ``"MLP-10"`` (:func:`neuronlab.models.paper_mlp`).
+        method: ``"vanilla"`` or ``"nsr"``.
+        layer: ``"logits"`` (the last linear layer, as the official code) or ``"auto"`` (the layer with
+            the largest intra-class variance at initialization, as the paper recommends).
+        lam: default :data:`OFFICIAL_LAMBDAS` for ``arch``.
+
+    Returns a JSON-ready dict: test error at the best validation epoch (%), the epoch, the per-epoch test
+    error and training loss, the regularized layer, and the mean intra-class variance of that layer's
+    responses on the training set after training.
+    """
+    from .init import xavier_
+    from .models import paper_mlp
+    from .train import fit
+
+    if method not in ("vanilla", "nsr"):
+        raise ValueError(f"method must be 'vanilla' or 'nsr', got {method!r}")
+    if dataset is not None and dataset != data.name:
+        raise ValueError(f"the configuration says dataset={dataset!r} but the data passed is {data.name!r}")
+    torch.manual_seed(seed)
+    model = xavier_(paper_mlp(arch), generator=torch.Generator().manual_seed(seed))
+    x_train = data.x_train.flatten(1)
+    if layer == "logits":
+        target = model.linear_names[-1]
+    elif layer == "auto":
+        target = pick_layer_by_variance(model, x_train[:1000], data.y_train[:1000], data.num_classes,
+                                        model.linear_names)
+    else:
+        target = layer
+    lam = OFFICIAL_LAMBDAS.get(arch, 1.0) if lam is None else lam
+    nsr = NeuronSteadiness(model, target, data.num_classes, lam=lam, memory=memory)
+    extra = {"nsr": nsr} if method == "nsr" else None
+    with nsr:
+        history = fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, progress=False,
+                      extra_losses=extra, device="cpu")
+    stat = IntraClassVariance(data.num_classes)
+    stat.update(collect_responses(model, x_train, [target])[target], data.y_train)
+    table = history.table
+    return {"test_error": float(history.test_error_at_best), "best_epoch": int(history.best_epoch),
+            "layer": target, "lam": lam if method == "nsr" else 0.0,
+            "test_error_curve": (100 * (1 - table["test_acc"])).round(3).tolist(),
+            "train_loss_curve": table["train_loss"].astype(float).round(5).tolist(),
+            "intra_class_variance": stat.compute()["layer"].item()}

@@ -11,3 +11,18 @@ warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=Futur
 import torch  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def tiny_mnist_like():
+    """Random 784-feature 'images' with 10 balanced classes, in the data form neuronlab.train.fit takes
+    (attributes x_/y_ train/val/test, num_classes, name): 200 / 50 / 50 samples."""
+    from types import SimpleNamespace
+
+    g = torch.Generator().manual_seed(0)
+    return SimpleNamespace(name="tiny", num_classes=10,
+                           x_train=torch.randn(200, 784, generator=g), y_train=torch.arange(10).repeat(20),
+                           x_val=torch.randn(50, 784, generator=g), y_val=torch.arange(10).repeat(5),
+                           x_test=torch.randn(50, 784, generator=g), y_test=torch.arange(10).repeat(5))

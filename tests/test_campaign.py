@@ -315,19 +315,12 @@ def test_comparison_table_puts_paper_beside_ours():
     assert row["seeds"] == 2
 
 
-def test_reproduction_grid_and_one_tiny_run(tmp_path):
+def test_reproduction_grid_and_one_tiny_run(tiny_mnist_like):
     grid = campaign.reproduction_grid("quick", methods=["vanilla", "ibci"], archs=["IBCI-2"], bases=["he"],
                                       seeds=[0], epochs=1)
     assert len(grid) == 2 and grid[0]["lr"] == 0.1 and grid[0]["batch_size"] == 100
 
-    class Tiny:  # an offline data object in the form neuronlab.train.fit takes
-        name = "tiny"
-        g = gen(0)
-        x_train, y_train = torch.randn(200, 784, generator=g), torch.arange(10).repeat(20)
-        x_val, y_val = torch.randn(50, 784, generator=g), torch.arange(10).repeat(5)
-        x_test, y_test = torch.randn(50, 784, generator=g), torch.arange(10).repeat(5)
-        num_classes = 10
-
+    Tiny = tiny_mnist_like
     out = campaign.train_campaign_run(Tiny, arch="IBCI-2", base="he", method="ibci", seed=0, epochs=2)
     assert 0 <= out["min_test_error"] <= 100 and len(out["test_error_curve"]) == 2
     assert out["min_test_error"] == pytest.approx(min(out["test_error_curve"]), abs=1e-3)

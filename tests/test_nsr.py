@@ -232,3 +232,18 @@ def test_consistency_equals_davies_bouldin():
     assert consistency_of_representations(x, y) == pytest.approx(davies_bouldin_score(x.numpy(), y.numpy()), rel=1e-6)
     with pytest.raises(ValueError, match="two classes"):
         consistency_of_representations(x, torch.zeros(150, dtype=torch.long))
+
+
+def test_mlp_reproduction_run_smoke(tiny_mnist_like):
+    from neuronlab.nsr import OFFICIAL_LAMBDAS, PAPER_TABLE, train_nsr_mlp_run
+
+    Tiny = tiny_mnist_like
+
+    vanilla = train_nsr_mlp_run(Tiny, arch="MLP-4", method="vanilla", seed=0, epochs=2)
+    nsr = train_nsr_mlp_run(Tiny, arch="MLP-4", method="nsr", seed=0, epochs=2)
+    assert vanilla["layer"] == nsr["layer"] == "fc3" and nsr["lam"] == OFFICIAL_LAMBDAS["MLP-4"]
+    assert vanilla["test_error_curve"] != nsr["test_error_curve"] or vanilla["intra_class_variance"] != nsr["intra_class_variance"]
+    assert train_nsr_mlp_run(Tiny, arch="MLP-3", method="nsr", seed=0, epochs=1, layer="auto")["layer"] in ("fc1", "fc2")
+    assert set(PAPER_TABLE["MLP-4"]) == {"vanilla", "nsr"}
+    with pytest.raises(ValueError, match="method"):
+        train_nsr_mlp_run(Tiny, arch="MLP-4", method="dropout", seed=0, epochs=1)
