@@ -39,7 +39,11 @@ __all__ = [
     "pick_layer_by_variance",
     "PAPER_TABLE",
     "OFFICIAL_LAMBDAS",
-    "train_nsr_mlp_run",
+    "METHODS",
+    "FAMILY_DEFAULTS",
+    "build_model",
+    "logits_layer",
+    "train_nsr_run",
 ]
 
 
@@ -421,52 +425,125 @@ OFFICIAL_LAMBDAS = {"MLP-3": 0.02475, "MLP-4": 7.4865, "MLP-6": 0.0538, "MLP-8":
                     "ResNet-18": 0.5, "VGG-19": 0.11}
 
 
-def train_nsr_mlp_run(data, *, arch: str, method: str, seed: int, epochs: int, layer: str = "logits",
-                      lam: Optional[float] = None, memory: int = 5, lr: float = 0.01, batch_size: int = 100,
-                      dataset: Optional[str] = None, **_: object) -> Dict:
-    """One MLP row of the NSR reproduction with the official protocol: Xavier-normal weights, zero biases,
-    plain SGD (lr 0.01, batch 100), test error at the best validation epoch.
+METHODS = ("vanilla", "nsr", "l1", "l2", "jacobian", "orthogonality")
+
+
+def build_model(arch: str, data, *, batchnorm: bool = False, dropout: float = 0.0) -> nn.Module:
+    """A model by name, sized for ``data``: ``"MLP-3"`` ... ``"MLP-10"`` (Xavier-normal weights, zero biases,
+    as the official MLP code), ``"SmallCNN"``, ``"ResNet-18"`` or ``"ResNet-18-w16"`` (CIFAR-style, width
+    16), ``"GCN-2"`` ... / ``"GraphSAGE-3"`` ... (PyG, 64 hidden channels, the number of layers last)."""
+    from .init import xavier_
+    from .models import GCN, MLP, PAPER_MLP_WIDTHS, GraphSAGE, SmallCNN, resnet18_cifar
+
+    name = arch.upper()
+    if name in PAPER_MLP_WIDTHS and name.startswith("MLP"):
+        widths = PAPER_MLP_WIDTHS[name]
+        return xavier_(MLP(widths, batchnorm=batchnorm, dropout=dropout))
+    if name == "SMALLCNN":
+        return SmallCNN(in_channels=data.x_train.shape[1], num_classes=data.num_classes,
+                        image_size=data.x_train.shape[-1], batchnorm=batchnorm, dropout=dropout)
+    if name.startswith("RESNET-18"):
+        width = int(name.split("-W")[1]) if "-W" in name else 64
+        return resnet18_cifar(data.num_classes, in_channels=data.x_train.shape[1], width=width)
+    if name.startswith(("GCN-", "GRAPHSAGE-")):
+        kind, layers = name.rsplit("-", 1)
+        cls = GCN if kind == "GCN" else GraphSAGE
+        return cls(data.num_features, 64, data.num_classes, num_layers=int(layers), dropout=dropout or 0.5)
+    raise ValueError(f"unknown architecture {arch!r}: use MLP-3..MLP-10, SmallCNN, ResNet-18[-wN], GCN-L or GraphSAGE-L")
+
+
+def logits_layer(model: nn.Module) -> str:
+    """The name of the model's output layer (the last ``nn.Linear``, or ``convL`` for graph networks)."""
+    if hasattr(model, "num_layers") and hasattr(model, f"conv{model.num_layers}"):
+        return f"conv{model.num_layers}"
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+
+
+#: Per-family training defaults of :func:`train_nsr_run`. MLPs follow the official code (SGD lr 0.01, no
+#: momentum, batch 100, m = 5), CNNs a standard CIFAR-style recipe (SGD momentum 0.9, weight decay 5e-4,
+#: m = 1), GNNs full-batch Adam (lr 0.01, weight decay 5e-4, m = 1).
+FAMILY_DEFAULTS = {
+    "mlp": dict(optimizer="sgd", lr=0.01, momentum=0.0, weight_decay=0.0, memory=5),
+    "cnn": dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, memory=1),
+    "gnn": dict(optimizer="adam", lr=0.01, momentum=0.0, weight_decay=5e-4, memory=1),
+}
+
+
+def _family(arch: str) -> str:
+    name = arch.upper()
+    if name.startswith("MLP"):
+        return "mlp"
+    if name.startswith(("GCN", "GRAPHSAGE")):
+        return "gnn"
+    return "cnn"
+
+
+def train_nsr_run(data, *, arch: str, method: str, seed: int, epochs: int, layer: str = "logits",
+                  lam: Optional[float] = None, memory: Optional[int] = None, batchnorm: bool = False,
+                  dropout: float = 0.0, batch_size: int = 100, dataset: Optional[str] = None, **_: object) -> Dict:
+    """One run of the NSR reproduction: build ``arch``, train it with ``method`` and summarize.
 
     Args:
-        arch: ``"MLP-3"`` ... ``"MLP-10"`` (:func:`neuronlab.models.paper_mlp`).
-        method: ``"vanilla"`` or ``"nsr"``.
-        layer: ``"logits"`` (the last linear layer, as the official code) or ``"auto"`` (the layer with
-            the largest intra-class variance at initialization, as the paper recommends).
-        lam: default :data:`OFFICIAL_LAMBDAS` for ``arch``.
+        arch: see :func:`build_model`; the family sets the optimizer (:data:`FAMILY_DEFAULTS`).
+        method: ``"vanilla"``, ``"nsr"``, or a baseline of :mod:`neuronlab.regularizers`: ``"l1"`` (on the
+            same layer's responses), ``"l2"``, ``"jacobian"`` (dense inputs only), ``"orthogonality"``.
+        layer: the regularized layer: ``"logits"`` (the output layer, as the official code), ``"auto"``
+            (the largest intra-class variance at initialization, as the paper recommends) or a name.
+        lam: the strength; default :data:`OFFICIAL_LAMBDAS` for NSR on the paper's models, else 0.1.
+        memory: NSR's ``m`` (default from the family).
 
-    Returns a JSON-ready dict: test error at the best validation epoch (%), the epoch, the per-epoch test
-    error and training loss, the regularized layer, and the mean intra-class variance of that layer's
-    responses on the training set after training.
+    Returns a JSON-ready dict: the test error at the best validation epoch (%) and the epoch, per-epoch test
+    error and training loss, the regularized layer, lambda, and the mean intra-class variance of that layer's
+    responses on the training data (training nodes for graphs) after training.
     """
-    from .init import xavier_
-    from .models import paper_mlp
+    from . import regularizers
     from .train import fit
 
-    if method not in ("vanilla", "nsr"):
-        raise ValueError(f"method must be 'vanilla' or 'nsr', got {method!r}")
-    if dataset is not None and dataset != data.name:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    if dataset is not None and dataset != getattr(data, "name", None):
         raise ValueError(f"the configuration says dataset={dataset!r} but the data passed is {data.name!r}")
+    family = _family(arch)
+    defaults = FAMILY_DEFAULTS[family]
     torch.manual_seed(seed)
-    model = xavier_(paper_mlp(arch), generator=torch.Generator().manual_seed(seed))
-    x_train = data.x_train.flatten(1)
+    model = build_model(arch, data, batchnorm=batchnorm, dropout=dropout)
+    is_graph = family == "gnn"
+    if is_graph:
+        warm_x, warm_y = (data.x, data.edge_index), data.y
+    else:
+        warm_x, warm_y = data.x_train[:1000], data.y_train[:1000]
     if layer == "logits":
-        target = model.linear_names[-1]
+        target = logits_layer(model)
     elif layer == "auto":
-        target = pick_layer_by_variance(model, x_train[:1000], data.y_train[:1000], data.num_classes,
-                                        model.linear_names)
+        if is_graph:
+            raise ValueError("layer='auto' is for dense inputs; name a graph layer (conv1, ...) instead")
+        candidates = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+        target = pick_layer_by_variance(model, warm_x, warm_y, data.num_classes, candidates)
     else:
         target = layer
-    lam = OFFICIAL_LAMBDAS.get(arch, 1.0) if lam is None else lam
+    if lam is None:
+        lam = OFFICIAL_LAMBDAS.get(arch, 0.1) if method == "nsr" else 0.1
+    memory = memory or defaults["memory"]
     nsr = NeuronSteadiness(model, target, data.num_classes, lam=lam, memory=memory)
-    extra = {"nsr": nsr} if method == "nsr" else None
-    with nsr:
-        history = fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, progress=False,
-                      extra_losses=extra, device="cpu")
+    l1 = regularizers.ActivationL1(model, target, lam)
+    build = {"vanilla": lambda: None, "nsr": lambda: {"nsr": nsr}, "l1": lambda: {"l1": l1},
+             "l2": lambda: {"l2": regularizers.WeightL2(model, lam)},
+             "jacobian": lambda: {"jacobian": regularizers.JacobianNorm(lam, generator=torch.Generator().manual_seed(seed))},
+             "orthogonality": lambda: {"orthogonality": regularizers.WeightOrthogonality(model, lam)}}
+    extra = build[method]()
+    with nsr, l1:
+        history = fit(model, data, epochs=epochs, lr=defaults["lr"], optimizer=defaults["optimizer"],
+                      momentum=defaults["momentum"], weight_decay=defaults["weight_decay"], batch_size=batch_size,
+                      seed=seed, progress=False, extra_losses=extra)
     stat = IntraClassVariance(data.num_classes)
-    stat.update(collect_responses(model, x_train, [target])[target], data.y_train)
+    if is_graph:
+        response = collect_responses(model, data, [target])[target][data.train_mask]
+        stat.update(response, data.y[data.train_mask])
+    else:
+        stat.update(collect_responses(model, data.x_train, [target])[target], data.y_train)
     table = history.table
     return {"test_error": float(history.test_error_at_best), "best_epoch": int(history.best_epoch),
-            "layer": target, "lam": lam if method == "nsr" else 0.0,
+            "layer": target, "lam": lam if method != "vanilla" else 0.0,
             "test_error_curve": (100 * (1 - table["test_acc"])).round(3).tolist(),
             "train_loss_curve": table["train_loss"].astype(float).round(5).tolist(),
             "intra_class_variance": stat.compute()["layer"].item()}

@@ -5,8 +5,9 @@ Every term is called with the step's :class:`neuronlab.train.StepContext` and re
 * :class:`ActivationL1` -- :math:`\lambda \cdot \frac1N\sum_i \lVert h_i \rVert_1` on the responses
   :math:`h` of chosen layers (sparse activity), recorded with forward hooks (a context manager, like
   :class:`neuronlab.nsr.NeuronSteadiness`);
-* :class:`WeightL2` -- :math:`\lambda \sum_W \lVert W \rVert_F^2` over weight matrices (biases and
-  normalization parameters excluded), i.e. weight decay written as a loss;
+* :class:`WeightL2` -- :math:`\lambda \sum_W \lVert W \rVert_F^2` over weight matrices (every leaf module's
+  ``weight`` with at least 2 dimensions: biases and normalization parameters excluded), i.e. weight decay
+  written as a loss;
 * :class:`JacobianNorm` -- Hoffman, Roberts & Yaida (2019), *Robust learning with Jacobian
   regularization*: :math:`\lambda \cdot \frac12 \lVert J \rVert_F^2` with :math:`J = \partial z/\partial x`
   the input-output Jacobian, estimated with random projections
@@ -37,11 +38,12 @@ def _check_lam(lam: float) -> float:
 
 
 def _weights(model: nn.Module, layers: Optional[Iterable[str]] = None) -> Sequence[torch.Tensor]:
+    # every leaf module with a weight matrix: nn.Linear, nn.Conv*, and e.g. the Linear inside PyG convolutions
     found = {name: m.weight for name, m in model.named_modules()
-             if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))}
+             if not list(m.children()) and isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() >= 2}
     if layers is None:
         if not found:
-            raise ValueError(f"{type(model).__name__} has no nn.Linear or nn.Conv layer to regularize")
+            raise ValueError(f"{type(model).__name__} has no weight matrix to regularize")
         return list(found.values())
     layers = list(layers)
     unknown = [n for n in layers if n not in found]

@@ -1,6 +1,7 @@
 """NSR: the loss against the intra-class variance formula and the official FIFO, DDP equivalence, statistics."""
 
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -234,16 +235,29 @@ def test_consistency_equals_davies_bouldin():
         consistency_of_representations(x, torch.zeros(150, dtype=torch.long))
 
 
-def test_mlp_reproduction_run_smoke(tiny_mnist_like):
-    from neuronlab.nsr import OFFICIAL_LAMBDAS, PAPER_TABLE, train_nsr_mlp_run
+def test_reproduction_runs_for_each_family_and_method(tiny_mnist_like):
+    from neuronlab.data import make_csbm
+    from neuronlab.nsr import OFFICIAL_LAMBDAS, PAPER_TABLE, train_nsr_run
 
     Tiny = tiny_mnist_like
-
-    vanilla = train_nsr_mlp_run(Tiny, arch="MLP-4", method="vanilla", seed=0, epochs=2)
-    nsr = train_nsr_mlp_run(Tiny, arch="MLP-4", method="nsr", seed=0, epochs=2)
+    vanilla = train_nsr_run(Tiny, arch="MLP-4", method="vanilla", seed=0, epochs=2)
+    nsr = train_nsr_run(Tiny, arch="MLP-4", method="nsr", seed=0, epochs=2)
     assert vanilla["layer"] == nsr["layer"] == "fc3" and nsr["lam"] == OFFICIAL_LAMBDAS["MLP-4"]
-    assert vanilla["test_error_curve"] != nsr["test_error_curve"] or vanilla["intra_class_variance"] != nsr["intra_class_variance"]
-    assert train_nsr_mlp_run(Tiny, arch="MLP-3", method="nsr", seed=0, epochs=1, layer="auto")["layer"] in ("fc1", "fc2")
+    assert nsr["intra_class_variance"] < vanilla["intra_class_variance"]  # the regularized layer steadies
+    assert train_nsr_run(Tiny, arch="MLP-3", method="nsr", seed=0, epochs=1, layer="auto")["layer"] in ("fc1", "fc2")
+    for method in ["l1", "l2", "jacobian", "orthogonality"]:
+        out = train_nsr_run(Tiny, arch="MLP-3", method=method, seed=0, epochs=1, lam=0.01)
+        assert 0 <= out["test_error"] <= 100
     assert set(PAPER_TABLE["MLP-4"]) == {"vanilla", "nsr"}
     with pytest.raises(ValueError, match="method"):
-        train_nsr_mlp_run(Tiny, arch="MLP-4", method="dropout", seed=0, epochs=1)
+        train_nsr_run(Tiny, arch="MLP-4", method="dropout", seed=0, epochs=1)
+    with pytest.raises(ValueError, match="architecture"):
+        train_nsr_run(Tiny, arch="Transformer", method="nsr", seed=0, epochs=1)
+
+    images = SimpleNamespace(**{k: (v.reshape(-1, 1, 28, 28) if k.startswith("x_") else v)
+                                for k, v in vars(Tiny).items()})
+    out = train_nsr_run(images, arch="SmallCNN", method="nsr", seed=0, epochs=1)
+    assert out["layer"] == "fc2"
+    graph = make_csbm(num_nodes=120, num_classes=3, num_features=8, seed=0)
+    out = train_nsr_run(graph, arch="GraphSAGE-2", method="nsr", seed=0, epochs=3, lam=0.5)
+    assert out["layer"] == "conv2" and len(out["test_error_curve"]) == 3
