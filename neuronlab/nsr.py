@@ -44,6 +44,10 @@ __all__ = [
     "build_model",
     "logits_layer",
     "train_nsr_run",
+    "PROFILE_SETTINGS",
+    "MLP_ARCHS",
+    "mlp_grid",
+    "comparison_table",
 ]
 
 
@@ -547,3 +551,78 @@ def train_nsr_run(data, *, arch: str, method: str, seed: int, epochs: int, layer
             "test_error_curve": (100 * (1 - table["test_acc"])).round(3).tolist(),
             "train_loss_curve": table["train_loss"].astype(float).round(5).tolist(),
             "intra_class_variance": stat.compute()["layer"].item()}
+
+
+#: Settings of the MLP reproduction per profile (dataset, epochs and seeds); the official code trains 100 epochs.
+PROFILE_SETTINGS = {
+    "quick": dict(dataset="mnist-5k", epochs=60, seeds=[0, 1, 2]),
+    "full": dict(dataset="mnist", epochs=100, seeds=[0, 1, 2, 3, 4]),
+}
+MLP_ARCHS = ("MLP-3", "MLP-4", "MLP-6", "MLP-8", "MLP-10")
+
+
+def mlp_grid(profile: str, archs: Sequence[str] = MLP_ARCHS, layers: Sequence[str] = ("logits", "auto"),
+             seeds: Optional[Sequence[int]] = None, epochs: Optional[int] = None) -> list:
+    """Run configurations of the MLP table: vanilla once per architecture and seed, NSR per layer variant."""
+    settings = PROFILE_SETTINGS[profile]
+    seeds = settings["seeds"] if seeds is None else seeds
+    epochs = epochs or settings["epochs"]
+    grid = []
+    for arch in archs:
+        for seed in seeds:
+            base = dict(dataset=settings["dataset"], arch=arch, seed=seed, epochs=epochs)
+            grid.append(dict(base, method="vanilla", layer="logits"))
+            grid += [dict(base, method="nsr", layer=layer) for layer in layers]
+    return grid
+
+
+def comparison_table(table, paper: Mapping = PAPER_TABLE) -> "pd.DataFrame":
+    """Paper beside ours, one row per architecture: the paper's vanilla and NSR errors, ours (mean ± std over
+    seeds, test error at the best validation epoch) for vanilla and for each NSR layer variant, and the
+    relative gain of NSR as the paper computes it, ``(vanilla - nsr) / vanilla``."""
+    import pandas as pd
+
+    from .runs import format_mean_std
+
+    rows = []
+    for arch, group in table.groupby("arch", sort=False):
+        row = {"model": arch, "seeds": int(group["seed"].nunique())}
+        ref = paper.get(arch)
+        row["vanilla (paper)"] = format_mean_std(*ref["vanilla"]) if ref else "–"
+        row["NSR (paper)"] = format_mean_std(*ref["nsr"]) if ref else "–"
+        row["gain (paper)"] = f"{100 * (ref['vanilla'][0] - ref['nsr'][0]) / ref['vanilla'][0]:.1f} %" if ref else "–"
+        vanilla = group.loc[group["method"] == "vanilla", "test_error"]
+        row["vanilla (ours)"] = format_mean_std(vanilla.mean(), vanilla.std())
+        for variant, runs_ in group[group["method"] == "nsr"].groupby("layer", sort=False):
+            row[f"NSR, {variant} (ours)"] = format_mean_std(runs_["test_error"].mean(), runs_["test_error"].std())
+            row[f"gain, {variant} (ours)"] = f"{100 * (vanilla.mean() - runs_['test_error'].mean()) / vanilla.mean():.1f} %"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def main(argv: Optional[Sequence[str]] = None):
+    """Command line: ``python -m neuronlab.nsr [--profile full] [--archs MLP-4 ...]`` runs (or resumes) the MLP
+    table and prints it beside the paper's."""
+    import argparse
+
+    from .config import get_profile
+    from .data import load_dataset
+    from .runs import RunStore
+
+    parser = argparse.ArgumentParser(prog="python -m neuronlab.nsr", description="Reproduce the NSR MLP table.")
+    parser.add_argument("--profile", default=None)
+    parser.add_argument("--runs", default="runs/ch03")
+    parser.add_argument("--archs", nargs="*", default=list(MLP_ARCHS), choices=MLP_ARCHS)
+    parser.add_argument("--seeds", type=int, nargs="*", default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    args = parser.parse_args(argv)
+    profile = get_profile(args.profile)
+    grid = mlp_grid(profile, args.archs, seeds=args.seeds, epochs=args.epochs)
+    data = load_dataset(grid[0]["dataset"], seed=0, flatten=True)
+    table = RunStore(f"{args.runs}_{profile}").sweep(grid, lambda cfg: train_nsr_run(data, **cfg))
+    print(comparison_table(table).to_string(index=False))
+    return table
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

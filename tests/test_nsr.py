@@ -261,3 +261,20 @@ def test_reproduction_runs_for_each_family_and_method(tiny_mnist_like):
     graph = make_csbm(num_nodes=120, num_classes=3, num_features=8, seed=0)
     out = train_nsr_run(graph, arch="GraphSAGE-2", method="nsr", seed=0, epochs=3, lam=0.5)
     assert out["layer"] == "conv2" and len(out["test_error_curve"]) == 3
+
+
+def test_mlp_grid_and_comparison_table():
+    import pandas as pd
+
+    from neuronlab.nsr import comparison_table, mlp_grid
+
+    grid = mlp_grid("quick", archs=["MLP-4"], seeds=[0, 1], epochs=3)
+    assert len(grid) == 6 and {g["method"] for g in grid} == {"vanilla", "nsr"}
+    rows = [dict(arch="MLP-4", seed=s, method=m, layer=l, test_error=e)
+            for s, m, l, e in [(0, "vanilla", "logits", 8.0), (1, "vanilla", "logits", 10.0),
+                               (0, "nsr", "logits", 6.0), (1, "nsr", "logits", 6.0)]]
+    row = comparison_table(pd.DataFrame(rows)).iloc[0]
+    assert row["vanilla (paper)"] == "2.29 ± 0.07" and row["NSR (paper)"] == "1.64 ± 0.04"
+    assert row["gain (paper)"] == "28.4 %"  # the paper prints 28.38 %
+    assert row["vanilla (ours)"] == "9.00 ± 1.41" and row["NSR, logits (ours)"] == "6.00 ± 0.00"
+    assert row["gain, logits (ours)"] == "33.3 %"
