@@ -508,7 +508,7 @@ def campaign_(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, base: str =
     was_training = model.training
     model.eval()
     try:
-        order = [n for n in _forward_call_order(model, x[:2], [(n, all_layers[n]) for n in chosen])]
+        order = _forward_call_order(model, x[:2], [(n, all_layers[n]) for n in chosen])
     except RuntimeError as err:
         model.train(was_training)
         raise ValueError(f"campaign_: the data (shape {tuple(x.shape)}) does not fit the model: {err}") from err
@@ -650,8 +650,7 @@ def train_campaign_run(data, *, arch: str, base: str, method: str, seed: int, ep
     initialize_for_method(model, method, base, data.x_train, data.y_train, generator)
     init_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    history = fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, progress=False,
-                  device="cpu" if not torch.cuda.is_available() else None)
+    history = fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, progress=False)
     train_seconds = time.perf_counter() - start
     table = history.table
     return {
@@ -666,10 +665,10 @@ def train_campaign_run(data, *, arch: str, base: str, method: str, seed: int, ep
     }
 
 
-def _cell(mean: float, std: float, epoch: Optional[float], digits: int = 2) -> str:
-    body = f"{mean:.{digits}f}" if std is None or (isinstance(std, float) and math.isnan(std)) else \
-        f"{mean:.{digits}f} ± {std:.{digits}f}"
-    return body if epoch is None else f"{body} ({epoch:.0f})"
+def _cell(mean: float, std: float, epoch: float) -> str:
+    from .runs import format_mean_std
+
+    return f"{format_mean_std(mean, std)} ({epoch:.0f})"
 
 
 def comparison_table(table: pd.DataFrame, paper: Mapping[Tuple[str, str], Mapping[str, Tuple[float, float, int]]],
@@ -689,7 +688,7 @@ def comparison_table(table: pd.DataFrame, paper: Mapping[Tuple[str, str], Mappin
         raise KeyError(f"columns {missing} not in the table; it has {list(table.columns)}")
     rows = []
     for (base, arch), group in table.groupby(["base", "arch"], sort=False):
-        row = {"init": base.capitalize() if base == "he" else "Xavier", "layers": arch.split("-")[1],
+        row = {"init": {"xavier": "Xavier", "he": "He"}[base], "layers": arch.split("-")[1],
                "seeds": int(group["seed"].nunique()) if "seed" in group else len(group)}
         for method in methods:
             runs_ = group[group["method"] == method]

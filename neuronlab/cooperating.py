@@ -47,6 +47,7 @@ __all__ = [
     "path_sum_gradients",
     "count_active_paths",
     "corrupt_labels",
+    "relu_mlp",
     "train_cooperating_run",
     "label_noise_run",
     "PROFILE_SETTINGS",
@@ -150,13 +151,16 @@ def _check_labels(labels: Union[torch.Tensor, np.ndarray], n: int, num_classes: 
     return labels.astype(np.int64), k
 
 
-def _pattern_counts(bits: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Distinct (class, pattern) pairs and their counts: one sort of fixed-size byte strings."""
+def _distinct_keyed_rows(bits: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Distinct (class, pattern) rows and their counts: each sample is one fixed-size byte string (the class
+    as 4 big-endian bytes, then the pattern), so one sort of those strings groups them."""
     keyed = np.ascontiguousarray(np.concatenate([labels.astype(">u4").view(np.uint8).reshape(-1, 4), bits], axis=1))
-    rows = keyed.view(np.dtype((np.void, keyed.shape[1]))).ravel()
-    unique, counts = np.unique(rows, return_counts=True)
-    classes = np.frombuffer(unique.tobytes(), dtype=np.uint8).reshape(len(unique), -1)[:, :4].copy().view(">u4").ravel()
-    return classes.astype(np.int64), counts
+    return np.unique(keyed.view(np.dtype((np.void, keyed.shape[1]))).ravel(), return_counts=True)
+
+
+def _class_of_rows(rows: np.ndarray) -> np.ndarray:
+    """The class stored in the first 4 bytes of each keyed row."""
+    return np.frombuffer(rows.tobytes(), dtype=np.uint8).reshape(len(rows), -1)[:, :4].copy().view(">u4").ravel().astype(np.int64)
 
 
 def _perplexity_from_counts(classes: np.ndarray, counts: np.ndarray, num_classes: int) -> np.ndarray:
@@ -179,7 +183,8 @@ def layer_perplexity(patterns: ActivationPatterns, labels: Union[torch.Tensor, n
     with ``np.nanmean`` for the paper's class-averaged perplexity.
     """
     labels, k = _check_labels(labels, len(patterns), num_classes)
-    return _perplexity_from_counts(*_pattern_counts(patterns.bits, labels), k)
+    rows, counts = _distinct_keyed_rows(patterns.bits, labels)
+    return _perplexity_from_counts(_class_of_rows(rows), counts, k)
 
 
 class LayerPerplexity:
@@ -206,9 +211,7 @@ class LayerPerplexity:
             raise ValueError(f"patterns have {patterns.width} nodes, earlier batches had {self._width}")
         self._width = patterns.width
         labels, _ = _check_labels(labels, len(patterns), self.num_classes)
-        keyed = np.ascontiguousarray(np.concatenate([labels.astype(">u4").view(np.uint8).reshape(-1, 4),
-                                                     patterns.bits], axis=1))
-        unique, counts = np.unique(keyed.view(np.dtype((np.void, keyed.shape[1]))).ravel(), return_counts=True)
+        unique, counts = _distinct_keyed_rows(patterns.bits, labels)
         self._rows.append(unique)
         self._counts.append(counts)
 
@@ -218,8 +221,7 @@ class LayerPerplexity:
         rows, counts = np.concatenate(self._rows), np.concatenate(self._counts)
         unique, inverse = np.unique(rows, return_inverse=True)
         merged = np.bincount(inverse.ravel(), weights=counts)
-        classes = np.frombuffer(unique.tobytes(), dtype=np.uint8).reshape(len(unique), -1)[:, :4].copy().view(">u4").ravel()
-        return _perplexity_from_counts(classes.astype(np.int64), merged, self.num_classes)
+        return _perplexity_from_counts(_class_of_rows(unique), merged, self.num_classes)
 
 
 # ------------------------------------------------------------------------------------ node classifiers
@@ -289,8 +291,7 @@ class NodeClassifiers:
         self.count_on = onehot.T @ on  # [K, nodes]
         self.count_off = onehot.T @ (1 - on)
         self.low = torch.zeros(a.shape[1], dtype=torch.float64)
-        self.width = a.max(0).values.clamp_min(1e-12)
-        self.width = self.width * (1 + 1e-9)  # the maximum falls in the last bin
+        self.width = a.max(0).values.clamp_min(1e-12) * (1 + 1e-9)  # the maximum falls in the last bin
         std = a.std(0).clamp_min(1e-12)
         bandwidth = 0.9 * std * a.shape[0] ** (-0.2)  # Silverman's rule of thumb
         self.kernel = self._kernel((bandwidth / self.width * self.bins).clamp_min(0.5), self.bins)
@@ -358,10 +359,16 @@ def layer_accuracies(model: nn.Module, x_train: torch.Tensor, y_train: torch.Ten
     accuracy of its single nodes (``"node_accuracy"``: each node's own argmax prediction).
     """
     names = relu_layers(model, layers)
-    train_acts = collect_responses(model, x_train, names, reduce="flatten")
-    eval_acts = collect_responses(model, x_eval, names, reduce="flatten")
+    return _accuracy_table(collect_responses(model, x_train, names, reduce="flatten"), y_train,
+                           collect_responses(model, x_eval, names, reduce="flatten"), y_eval, num_classes, modes, bins)
+
+
+def _accuracy_table(train_acts: Mapping[str, torch.Tensor], y_train: torch.Tensor,
+                    eval_acts: Mapping[str, torch.Tensor], y_eval: torch.Tensor, num_classes: int,
+                    modes: Sequence[str] = MODES, bins: int = 64) -> pd.DataFrame:
+    """:func:`layer_accuracies` from responses already recorded (``{layer: [N, nodes]}``, in layer order)."""
     rows = []
-    for depth, name in enumerate(names, start=1):
+    for depth, name in enumerate(train_acts, start=1):
         nc = NodeClassifiers(num_classes, bins=bins).fit(train_acts[name], y_train)
         for mode in modes:
             node_pred = nc.node_proba(eval_acts[name], mode).argmax(-1)  # [N, nodes]
@@ -470,7 +477,9 @@ def corrupt_labels(labels: torch.Tensor, fraction: float, num_classes: int, gene
     return noisy, corrupted
 
 
-def _mlp(in_features: int, depth: int, width: int, num_classes: int, seed: int) -> nn.Module:
+def relu_mlp(in_features: int, depth: int, width: int, num_classes: int, seed: int) -> nn.Module:
+    """The paper's network: ``depth`` hidden ReLU layers of ``width`` nodes, Glorot-uniform weights ("normalized
+    uniform" initialization), zero biases, no BatchNorm or dropout; seeded."""
     from .init import xavier_
     from .models import MLP
 
@@ -509,7 +518,7 @@ def train_cooperating_run(data, *, depth: int, width: int, seed: int, max_epochs
     if dataset is not None and dataset != data.name:
         raise ValueError(f"the configuration says dataset={dataset!r} but the data passed is {data.name!r}")
     x_train = data.x_train.flatten(1)
-    model = _mlp(x_train.shape[1], depth, width, data.num_classes, seed)
+    model = relu_mlp(x_train.shape[1], depth, width, data.num_classes, seed)
 
     def early_stop(history, _model):
         return len(history) - history.best_epoch >= patience
@@ -520,10 +529,13 @@ def train_cooperating_run(data, *, depth: int, width: int, seed: int, max_epochs
     history.restore_best(model)
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    patterns = activation_patterns(model, x_train)
-    perplexity = [_class_mean_perplexity(p, data.y_train, data.num_classes)[0] for p in patterns.values()]
-    accuracies = layer_accuracies(model, x_train, data.y_train, data.x_test.flatten(1), data.y_test,
-                                  data.num_classes)
+    names = relu_layers(model)
+    train_acts = collect_responses(model, x_train, names, reduce="flatten")  # one pass serves both measures
+    perplexity = [_class_mean_perplexity(ActivationPatterns.from_responses(a), data.y_train, data.num_classes)[0]
+                  for a in train_acts.values()]
+    accuracies = _accuracy_table(train_acts, data.y_train,
+                                 collect_responses(model, data.x_test.flatten(1), names, reduce="flatten"),
+                                 data.y_test, data.num_classes)
     by_mode = {mode: accuracies.loc[accuracies["mode"] == mode, "accuracy"].tolist() for mode in MODES}
     node_acc = accuracies.loc[accuracies["mode"] == "combined", "node_accuracy"].tolist()
     return {"test_error": float(history.test_error_at_best), "best_epoch": int(history.best_epoch),
@@ -545,7 +557,7 @@ def label_noise_run(data, *, fraction: float, seed: int, epochs: int, depth: int
     layer classifier fitted on the noisy training set, on clean and on corrupted samples (again against
     the training labels: how far into the network the noise is memorized).
     """
-    from .train import fit, predict
+    from .train import fit
 
     if dataset is not None and dataset != data.name:
         raise ValueError(f"the configuration says dataset={dataset!r} but the data passed is {data.name!r}")
@@ -553,22 +565,23 @@ def label_noise_run(data, *, fraction: float, seed: int, epochs: int, depth: int
     noisy, corrupted = corrupt_labels(data.y_train, fraction, data.num_classes, torch.Generator().manual_seed(seed))
     train_data = {"train": (x_train, noisy), "val": (data.x_val.flatten(1), data.y_val),
                   "test": (data.x_test.flatten(1), data.y_test)}
-    model = _mlp(x_train.shape[1], depth, width, data.num_classes, seed)
+    model = relu_mlp(x_train.shape[1], depth, width, data.num_classes, seed)
     track: List[Dict] = []
 
     def follow(history, net):
         epoch = len(history)
         if epoch % track_every and epoch != 1:
             return False
-        pred = predict(net, x_train).argmax(1).cpu()
+        names = relu_layers(net)
+        output = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)][-1]
+        acts = collect_responses(net, x_train, names + [output], reduce="flatten")  # one pass for everything
+        pred = acts.pop(output).argmax(1)
         clean = ~corrupted
         row = {"epoch": epoch, "test_error": 100 * (1 - history.rows[-1]["test_acc"]),
                "train_error_clean": 100 * (pred[clean] != data.y_train[clean]).double().mean().item(),
                "train_error_corrupted": 100 * (pred[corrupted] != noisy[corrupted]).double().mean().item()
                if corrupted.any() else float("nan"),
                "perplexity_clean": [], "perplexity_corrupted": [], "layer_acc_clean": [], "layer_acc_corrupted": []}
-        names = relu_layers(net)
-        acts = collect_responses(net, x_train, names, reduce="flatten")
         for name in names:
             patterns = ActivationPatterns.from_responses(acts[name])
             row["perplexity_clean"].append(_class_mean_perplexity(patterns, noisy, data.num_classes, clean)[1])

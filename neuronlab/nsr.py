@@ -23,6 +23,7 @@ This module holds the regularizer (:class:`NeuronSteadiness`, usable as an ``ext
 
 from __future__ import annotations
 
+import contextlib
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
@@ -251,7 +252,6 @@ class NeuronSteadiness:
         self._sums: Dict[str, Optional[torch.Tensor]] = {name: None for name in self.layers}
         self._counts: Dict[str, Optional[torch.Tensor]] = {name: None for name in self.layers}
         self._slot = 0
-        self._filled = 0
 
     def __enter__(self) -> "NeuronSteadiness":
         self._recorder.__enter__()
@@ -343,7 +343,6 @@ class NeuronSteadiness:
                 penalty = penalty / x.shape[1]
             total = penalty if total is None else total + penalty
         self._slot = (slot + 1) % self.memory
-        self._filled = min(self._filled + 1, self.memory)
         value = total.detach()
         if distributed:
             value = value.clone()
@@ -528,14 +527,16 @@ def train_nsr_run(data, *, arch: str, method: str, seed: int, epochs: int, layer
     if lam is None:
         lam = OFFICIAL_LAMBDAS.get(arch, 0.1) if method == "nsr" else 0.1
     memory = memory or defaults["memory"]
-    nsr = NeuronSteadiness(model, target, data.num_classes, lam=lam, memory=memory)
-    l1 = regularizers.ActivationL1(model, target, lam)
-    build = {"vanilla": lambda: None, "nsr": lambda: {"nsr": nsr}, "l1": lambda: {"l1": l1},
-             "l2": lambda: {"l2": regularizers.WeightL2(model, lam)},
-             "jacobian": lambda: {"jacobian": regularizers.JacobianNorm(lam, generator=torch.Generator().manual_seed(seed))},
-             "orthogonality": lambda: {"orthogonality": regularizers.WeightOrthogonality(model, lam)}}
-    extra = build[method]()
-    with nsr, l1:
+    build = {"vanilla": lambda: None,
+             "nsr": lambda: NeuronSteadiness(model, target, data.num_classes, lam=lam, memory=memory),
+             "l1": lambda: regularizers.ActivationL1(model, target, lam),
+             "l2": lambda: regularizers.WeightL2(model, lam),
+             "jacobian": lambda: regularizers.JacobianNorm(lam, generator=torch.Generator().manual_seed(seed)),
+             "orthogonality": lambda: regularizers.WeightOrthogonality(model, lam)}
+    term = build[method]()
+    extra = None if term is None else {method: term}
+    hooks = term if isinstance(term, (NeuronSteadiness, regularizers.ActivationL1)) else contextlib.nullcontext()
+    with hooks:  # only the terms that record responses register hooks, and only for this run
         history = fit(model, data, epochs=epochs, lr=defaults["lr"], optimizer=defaults["optimizer"],
                       momentum=defaults["momentum"], weight_decay=defaults["weight_decay"], batch_size=batch_size,
                       seed=seed, progress=False, extra_losses=extra)
