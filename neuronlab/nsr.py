@@ -24,6 +24,7 @@ This module holds the regularizer (:class:`NeuronSteadiness`, usable as an ``ext
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
@@ -34,7 +35,12 @@ from .probe import ResponseRecorder, collect_responses, resolve_layers
 
 __all__ = [
     "NeuronSteadiness",
+    "NonFiniteResponseError",
     "IntraClassVariance",
+    "variance_metrics",
+    "steadiness_history",
+    "plot_steadiness",
+    "lambda_explorer",
     "variance_by_correctness",
     "consistency_of_representations",
     "pick_layer_by_variance",
@@ -47,7 +53,23 @@ __all__ = [
     "train_nsr_run",
     "PROFILE_SETTINGS",
     "MLP_ARCHS",
+    "GNN_ARCHS",
+    "PAPER_GNN_TABLE",
+    "PAPER_BASELINES",
+    "PAPER_NORMALIZATION",
+    "PAPER_LAYERS",
+    "CSBM_SETTINGS",
+    "LAMBDA_CHOICES",
+    "LAMBDA_CURVE",
+    "CNN_LAMBDAS",
+    "EXPERIMENTS",
     "mlp_grid",
+    "experiment_grid",
+    "experiment_data",
+    "run_experiment",
+    "select_lambda",
+    "summary_table",
+    "tidy",
     "comparison_table",
 ]
 
@@ -139,6 +161,21 @@ class IntraClassVariance:
         return {"per_class": per_class, "per_neuron": per_neuron, "layer": per_neuron.mean(), "counts": self._count}
 
 
+def variance_metrics(layers: Sequence[str], split: str = "train", num_classes: Optional[int] = None) -> Dict:
+    """Per-epoch metrics for :func:`neuronlab.train.fit` (``metrics=...``): the mean intra-class variance
+    of each layer's responses on a split of the data (``x_<split>``/``y_<split>``), as
+    ``{"icv_<layer>": fn(model, data)}``. ``fit`` calls them in eval mode after every epoch."""
+    def metric(layer):
+        def fn(model, data):
+            x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+            stat = IntraClassVariance(num_classes or data.num_classes)
+            stat.update(collect_responses(model, x, [layer])[layer], y)
+            return stat.compute()["layer"].item()
+        return fn
+
+    return {f"icv_{layer}": metric(layer) for layer in layers}
+
+
 def pick_layer_by_variance(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
                            candidates: Iterable[Union[str, nn.Module]], batch_size: int = 1000) -> str:
     """The candidate layer with the largest mean intra-class variance on ``(x, y)`` (one warm-up pass).
@@ -153,6 +190,12 @@ def pick_layer_by_variance(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n
         stat.update(responses[name], y)
         scores[name] = stat.compute()["layer"].item()
     return max(scores, key=scores.get)
+
+
+class NonFiniteResponseError(FloatingPointError, ValueError):
+    """The NSR penalty became NaN or infinite: the responses diverged (a too large learning rate or lambda)
+    or the data hold NaN. A ``FloatingPointError`` like :func:`neuronlab.train.fit`'s divergence error,
+    and a ``ValueError`` for bad input."""
 
 
 class NeuronSteadiness:
@@ -252,6 +295,7 @@ class NeuronSteadiness:
         self._sums: Dict[str, Optional[torch.Tensor]] = {name: None for name in self.layers}
         self._counts: Dict[str, Optional[torch.Tensor]] = {name: None for name in self.layers}
         self._slot = 0
+        self._checked = False
 
     def __enter__(self) -> "NeuronSteadiness":
         self._recorder.__enter__()
@@ -280,75 +324,86 @@ class NeuronSteadiness:
         if not self._recorder.active:
             raise RuntimeError("NeuronSteadiness records nothing outside its with-block: use "
                                "`with NeuronSteadiness(...) as nsr:` around training")
-        distributed = self._is_distributed()
-        world = torch.distributed.get_world_size() if distributed else 1
         if targets.dim() != 1 or targets.dtype.is_floating_point or targets.dtype == torch.bool:
             raise ValueError(f"targets must be a 1-D tensor of class indices, got shape {tuple(targets.shape)} "
                              f"and dtype {targets.dtype}")
+        distributed = self._is_distributed()
+        world = torch.distributed.get_world_size() if distributed else 1
         total = None
-        slot = self._slot
         for name in self.layers:
-            response = self._recorder[name]
-            if response.shape[0] != targets.shape[0]:
-                raise ValueError(f"layer {name!r} saw {response.shape[0]} samples but {targets.shape[0]} targets "
-                                 "were given: call loss() right after the forward pass of this batch")
-            y = targets
-            if mask is not None:
-                response, y = response[mask], y[mask]
-            if self.conv == "mean" and response.dim() > 2:
-                response = response.flatten(2).mean(2)
-            x, y = _flatten_with_labels(response, y)
-            try:  # bincount also validates the labels: negative ones raise, too large ones lengthen it
-                batch_counts = torch.bincount(y, minlength=self.num_classes)
-            except RuntimeError as err:
-                raise ValueError(f"labels must be non-negative class indices below {self.num_classes}: {err}") from None
-            if batch_counts.shape[0] != self.num_classes:
-                raise ValueError(f"labels must lie in 0..{self.num_classes - 1}, got a label "
-                                 f"{batch_counts.shape[0] - 1}: check num_classes")
-            batch_counts = batch_counts.to(x.dtype)
-            batch_sums = torch.zeros(self.num_classes, x.shape[1], dtype=x.dtype, device=x.device)
-            batch_sums.index_add_(0, y, x.detach())
-            if not torch.isfinite(batch_sums).all():  # NaN anywhere in the responses reaches the sums
-                raise ValueError(f"the responses of layer {name!r} contain NaN or inf: lower the learning rate "
-                                 "or lambda, or check the data")
-            if distributed:
-                stacked = torch.cat([batch_sums, batch_counts[:, None]], dim=1)
-                torch.distributed.all_reduce(stacked)
-                batch_sums, batch_counts = stacked[:, :-1], stacked[:, -1]
-            if self._sums[name] is None:
-                self._sums[name] = torch.zeros(self.memory, *batch_sums.shape, dtype=x.dtype, device=x.device)
-                self._counts[name] = torch.zeros(self.memory, self.num_classes, dtype=x.dtype, device=x.device)
-            self._sums[name][slot] = batch_sums
-            self._counts[name][slot] = batch_counts
-            means = self._sums[name].sum(0) / self._counts[name].sum(0).clamp_min(1)[:, None]  # detached
-
-            squared = (x - means[y]) ** 2
-            lam = self.lam[name]
-            # sigma_n = sum_j alpha_j / |B_j| * sum_{i in B_j} (x_in - mu_jn)^2, as one weight per sample.
-            # With frequency weights alpha_j / |B_j| = 1 / |B| for every sample: no per-class weights needed.
-            if isinstance(self.class_weights, str) and self.class_weights == "frequency":
-                n_total = batch_counts.sum() if distributed else x.shape[0]
-                per_neuron = squared.sum(0) if isinstance(lam, torch.Tensor) else None
-                penalty = ((per_neuron * lam.to(x)).sum() if per_neuron is not None else lam * squared.sum()) / n_total
-            else:
-                if isinstance(self.class_weights, torch.Tensor):
-                    alpha = self.class_weights.to(x)
-                else:
-                    present = batch_counts > 0
-                    alpha = present.to(x.dtype) / present.sum().clamp_min(1)
-                per_sample = (alpha / batch_counts.clamp_min(1))[y]
-                per_neuron = per_sample @ squared
-                penalty = (per_neuron * lam.to(x)).sum() if isinstance(lam, torch.Tensor) else lam * per_neuron.sum()
-            if self.neuron_reduction == "mean":
-                penalty = penalty / x.shape[1]
+            penalty = self._layer_penalty(name, self._recorder[name], targets, mask, distributed)
             total = penalty if total is None else total + penalty
-        self._slot = (slot + 1) % self.memory
+        self._slot = (self._slot + 1) % self.memory
         value = total.detach()
         if distributed:
             value = value.clone()
             torch.distributed.all_reduce(value)
+        if value.device.type == "cpu" and not math.isfinite(value.item()):  # NaN in a response reaches the penalty
+            raise NonFiniteResponseError(f"the NSR penalty is not finite: the responses of {list(self.layers)} "
+                                         "contain NaN or inf; lower the learning rate or lambda, or check the data")
         self._last = value
         return total * world if world > 1 else total
+
+    def _layer_penalty(self, name: str, response: torch.Tensor, targets: torch.Tensor,
+                       mask: Optional[torch.Tensor], distributed: bool) -> torch.Tensor:
+        # Small networks make this a handful of tiny tensors, where the cost is the number of operations,
+        # not arithmetic: hence one_hot (it also validates), fused sums, and one mse_loss for the penalty.
+        if response.shape[0] != targets.shape[0]:
+            raise ValueError(f"layer {name!r} saw {response.shape[0]} samples but {targets.shape[0]} targets "
+                             "were given: call loss() right after the forward pass of this batch")
+        y = targets
+        if mask is not None:
+            response, y = response[mask], y[mask]
+        if response.dim() > 2:
+            if self.conv == "mean":
+                response = response.flatten(2).mean(2)
+            else:
+                response, y = _flatten_with_labels(response, y)
+        x = response
+        if x.device.type != "cpu" and not self._checked:  # one_hot checks labels on the CPU only: check once
+            self._check_targets(y)
+        try:
+            onehot = F.one_hot(y, self.num_classes).to(x.dtype)
+        except RuntimeError as err:
+            raise ValueError(f"labels must be class indices in 0..{self.num_classes - 1} ({err}): check "
+                             "num_classes") from None
+        if self._sums[name] is None:
+            self._sums[name] = x.new_zeros(self.memory, self.num_classes, x.shape[1])
+            self._counts[name] = x.new_zeros(self.memory, self.num_classes)
+        sums, counts = self._sums[name][self._slot], self._counts[name][self._slot]
+        torch.mm(onehot.T, x.detach(), out=sums)
+        torch.sum(onehot, 0, out=counts)
+        if distributed:
+            stacked = torch.cat([sums, counts[:, None]], dim=1)
+            torch.distributed.all_reduce(stacked)
+            sums.copy_(stacked[:, :-1])
+            counts.copy_(stacked[:, -1])
+        means = self._sums[name].sum(0) / self._counts[name].sum(0).clamp_min(1)[:, None]  # no graph: detached
+        centre = means[y]
+        lam = self.lam[name]
+        per_neuron = 1.0 / x.shape[1] if self.neuron_reduction == "mean" else 1.0
+        # sigma_n = sum_j alpha_j / |B_j| * sum_{i in B_j} (x_in - mu_jn)^2, i.e. one weight per sample;
+        # with frequency weights alpha_j / |B_j| = 1 / |B| for every sample.
+        if isinstance(self.class_weights, str) and self.class_weights == "frequency":
+            if not isinstance(lam, torch.Tensor):
+                squared = F.mse_loss(x, centre, reduction="sum")
+                if distributed:
+                    return squared * (lam * per_neuron) / counts.sum()
+                return squared * (lam * per_neuron / x.shape[0])
+            per_sample = 1.0 / (counts.sum() if distributed else x.shape[0])
+        elif isinstance(self.class_weights, torch.Tensor):
+            per_sample = (onehot @ (self.class_weights.to(x) / counts.clamp_min(1)))[:, None]
+        else:
+            present = (counts > 0).to(x.dtype)
+            per_sample = (onehot @ (present / present.sum().clamp_min(1) / counts.clamp_min(1)))[:, None]
+        weights = per_sample * (lam.to(x) if isinstance(lam, torch.Tensor) else lam) * per_neuron
+        return ((x - centre).square() * weights).sum()
+
+    def _check_targets(self, y: torch.Tensor) -> None:
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+            raise ValueError(f"labels must lie in 0..{self.num_classes - 1}, got values from {int(y.min())} to "
+                             f"{int(y.max())}: check num_classes")
+        self._checked = True
 
     @property
     def last_value(self) -> Optional[float]:
@@ -359,8 +414,8 @@ class NeuronSteadiness:
         if self._last is None:
             return None
         value = self._last.item()
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError("the NSR penalty is not finite: the responses contain NaN or inf")
+        if not math.isfinite(value):
+            raise NonFiniteResponseError("the NSR penalty is not finite: the responses contain NaN or inf")
         return value
 
     def __repr__(self) -> str:
@@ -434,9 +489,10 @@ METHODS = ("vanilla", "nsr", "l1", "l2", "jacobian", "orthogonality")
 def build_model(arch: str, data, *, batchnorm: bool = False, dropout: float = 0.0) -> nn.Module:
     """A model by name, sized for ``data``: ``"MLP-3"`` ... ``"MLP-10"`` (Xavier-normal weights, zero biases,
     as the official MLP code), ``"SmallCNN"``, ``"ResNet-18"`` or ``"ResNet-18-w16"`` (CIFAR-style, width
-    16), ``"GCN-2"`` ... / ``"GraphSAGE-3"`` ... (PyG, 64 hidden channels, the number of layers last)."""
+    16), ``"VGG-19"`` (with BatchNorm; ``-wN`` also works), ``"GCN-2"`` ... / ``"GraphSAGE-3"`` ... (PyG, 64
+    hidden channels, the number of layers last)."""
     from .init import xavier_
-    from .models import GCN, MLP, PAPER_MLP_WIDTHS, GraphSAGE, SmallCNN, resnet18_cifar
+    from .models import GCN, MLP, PAPER_MLP_WIDTHS, GraphSAGE, SmallCNN, resnet18_cifar, vgg19_cifar
 
     name = arch.upper()
     if name in PAPER_MLP_WIDTHS and name.startswith("MLP"):
@@ -448,11 +504,15 @@ def build_model(arch: str, data, *, batchnorm: bool = False, dropout: float = 0.
     if name.startswith("RESNET-18"):
         width = int(name.split("-W")[1]) if "-W" in name else 64
         return resnet18_cifar(data.num_classes, in_channels=data.x_train.shape[1], width=width)
+    if name.startswith("VGG-19"):
+        width = int(name.split("-W")[1]) if "-W" in name else 64
+        return vgg19_cifar(data.num_classes, in_channels=data.x_train.shape[1], width=width)
     if name.startswith(("GCN-", "GRAPHSAGE-")):
         kind, layers = name.rsplit("-", 1)
         cls = GCN if kind == "GCN" else GraphSAGE
         return cls(data.num_features, 64, data.num_classes, num_layers=int(layers), dropout=dropout or 0.5)
-    raise ValueError(f"unknown architecture {arch!r}: use MLP-3..MLP-10, SmallCNN, ResNet-18[-wN], GCN-L or GraphSAGE-L")
+    raise ValueError(f"unknown architecture {arch!r}: use MLP-3..MLP-10, SmallCNN, ResNet-18[-wN], VGG-19[-wN], GCN-L or "
+                     "GraphSAGE-L")
 
 
 def logits_layer(model: nn.Module) -> str:
@@ -464,11 +524,12 @@ def logits_layer(model: nn.Module) -> str:
 
 #: Per-family training defaults of :func:`train_nsr_run`. MLPs follow the official code (SGD lr 0.01, no
 #: momentum, batch 100, m = 5), CNNs a standard CIFAR-style recipe (SGD momentum 0.9, weight decay 5e-4,
-#: m = 1), GNNs full-batch Adam (lr 0.01, weight decay 5e-4, m = 1).
+#: cosine schedule, crop and flip on CIFAR-10, m = 1), GNNs full-batch Adam (lr 0.01, weight decay 5e-4,
+#: m = 1).
 FAMILY_DEFAULTS = {
-    "mlp": dict(optimizer="sgd", lr=0.01, momentum=0.0, weight_decay=0.0, memory=5),
-    "cnn": dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, memory=1),
-    "gnn": dict(optimizer="adam", lr=0.01, momentum=0.0, weight_decay=5e-4, memory=1),
+    "mlp": dict(optimizer="sgd", lr=0.01, momentum=0.0, weight_decay=0.0, scheduler=None, memory=5),
+    "cnn": dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, scheduler="cosine", memory=1),
+    "gnn": dict(optimizer="adam", lr=0.01, momentum=0.0, weight_decay=5e-4, scheduler=None, memory=1),
 }
 
 
@@ -481,9 +542,21 @@ def _family(arch: str) -> str:
     return "cnn"
 
 
+def _resolve_target(model: nn.Module, layer: str, is_graph: bool, warm_x, warm_y, num_classes: int):
+    if layer == "logits":
+        return [logits_layer(model)]
+    if layer == "auto":
+        if is_graph:
+            raise ValueError("layer='auto' is for dense inputs; name a graph layer (conv1, ...) instead")
+        candidates = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+        return [pick_layer_by_variance(model, warm_x, warm_y, num_classes, candidates)]
+    return layer.split("+")
+
+
 def train_nsr_run(data, *, arch: str, method: str, seed: int, epochs: int, layer: str = "logits",
                   lam: Optional[float] = None, memory: Optional[int] = None, batchnorm: bool = False,
-                  dropout: float = 0.0, batch_size: int = 100, dataset: Optional[str] = None, **_: object) -> Dict:
+                  dropout: float = 0.0, batch_size: int = 100, dataset: Optional[str] = None,
+                  device: Optional[str] = None, **_: object) -> Dict:
     """One run of the NSR reproduction: build ``arch``, train it with ``method`` and summarize.
 
     Args:
@@ -491,21 +564,29 @@ def train_nsr_run(data, *, arch: str, method: str, seed: int, epochs: int, layer
         method: ``"vanilla"``, ``"nsr"``, or a baseline of :mod:`neuronlab.regularizers`: ``"l1"`` (on the
             same layer's responses), ``"l2"``, ``"jacobian"`` (dense inputs only), ``"orthogonality"``.
         layer: the regularized layer: ``"logits"`` (the output layer, as the official code), ``"auto"``
-            (the largest intra-class variance at initialization, as the paper recommends) or a name.
+            (the largest intra-class variance at initialization, as the paper recommends), a name, or
+            names joined by ``+`` (``"fc2+fc3"``).
         lam: the strength; default :data:`OFFICIAL_LAMBDAS` for NSR on the paper's models, else 0.1.
         memory: NSR's ``m`` (default from the family).
+        device: where to train (default: a GPU when there is one).
 
-    Returns a JSON-ready dict: the test error at the best validation epoch (%) and the epoch, per-epoch test
-    error and training loss, the regularized layer, lambda, and the mean intra-class variance of that layer's
-    responses on the training data (training nodes for graphs) after training.
+    Extra keys of a sweep configuration (``dataset``, ``experiment``, ...) are accepted and ignored; a
+    ``dataset`` that is not ``data``'s is an error.
+
+    Returns a JSON-ready dict: the test and validation error at the best validation epoch (%) and the epoch,
+    per-epoch test error and training loss, the regularized layer(s), lambda, and the mean intra-class
+    variance of that layer's responses on the training data (training nodes for graphs) after training.
+    A run whose loss diverges returns ``diverged=True``, the error message, and NaN errors.
     """
     from . import regularizers
+    from .data import random_crop_flip
     from .train import fit
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     if dataset is not None and dataset != getattr(data, "name", None):
-        raise ValueError(f"the configuration says dataset={dataset!r} but the data passed is {data.name!r}")
+        raise ValueError(f"the configuration says dataset={dataset!r} but the data passed is "
+                         f"{getattr(data, 'name', None)!r}")
     family = _family(arch)
     defaults = FAMILY_DEFAULTS[family]
     torch.manual_seed(seed)
@@ -515,51 +596,221 @@ def train_nsr_run(data, *, arch: str, method: str, seed: int, epochs: int, layer
         warm_x, warm_y = (data.x, data.edge_index), data.y
     else:
         warm_x, warm_y = data.x_train[:1000], data.y_train[:1000]
-    if layer == "logits":
-        target = logits_layer(model)
-    elif layer == "auto":
-        if is_graph:
-            raise ValueError("layer='auto' is for dense inputs; name a graph layer (conv1, ...) instead")
-        candidates = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-        target = pick_layer_by_variance(model, warm_x, warm_y, data.num_classes, candidates)
-    else:
-        target = layer
+    targets = _resolve_target(model, layer, is_graph, warm_x, warm_y, data.num_classes)
     if lam is None:
         lam = OFFICIAL_LAMBDAS.get(arch, 0.1) if method == "nsr" else 0.1
     memory = memory or defaults["memory"]
     build = {"vanilla": lambda: None,
-             "nsr": lambda: NeuronSteadiness(model, target, data.num_classes, lam=lam, memory=memory),
-             "l1": lambda: regularizers.ActivationL1(model, target, lam),
+             "nsr": lambda: NeuronSteadiness(model, targets, data.num_classes, lam=lam, memory=memory),
+             "l1": lambda: regularizers.ActivationL1(model, targets, lam),
              "l2": lambda: regularizers.WeightL2(model, lam),
              "jacobian": lambda: regularizers.JacobianNorm(lam, generator=torch.Generator().manual_seed(seed)),
              "orthogonality": lambda: regularizers.WeightOrthogonality(model, lam)}
     term = build[method]()
     extra = None if term is None else {method: term}
     hooks = term if isinstance(term, (NeuronSteadiness, regularizers.ActivationL1)) else contextlib.nullcontext()
-    with hooks:  # only the terms that record responses register hooks, and only for this run
-        history = fit(model, data, epochs=epochs, lr=defaults["lr"], optimizer=defaults["optimizer"],
-                      momentum=defaults["momentum"], weight_decay=defaults["weight_decay"], batch_size=batch_size,
-                      seed=seed, progress=False, extra_losses=extra)
-    stat = IntraClassVariance(data.num_classes)
+    augment = random_crop_flip if getattr(data, "name", None) == "cifar10" else None
+    try:
+        with hooks:  # only the terms that record responses register hooks, and only for this run
+            history = fit(model, data, epochs=epochs, lr=defaults["lr"], optimizer=defaults["optimizer"],
+                          momentum=defaults["momentum"], weight_decay=defaults["weight_decay"],
+                          scheduler=defaults["scheduler"], augment=augment, batch_size=batch_size, seed=seed,
+                          progress=False, extra_losses=extra, device=device)
+    except FloatingPointError as err:  # a too strong penalty can make training diverge: a result, not a crash
+        nan = float("nan")
+        return {"test_error": nan, "val_error": nan, "best_epoch": -1, "layer": "+".join(targets),
+                "lam": lam if method != "vanilla" else 0.0, "test_error_curve": [], "train_loss_curve": [],
+                "intra_class_variance": nan, "diverged": True, "message": str(err)[:300]}
+    model.cpu()
     if is_graph:
-        response = collect_responses(model, data, [target])[target][data.train_mask]
-        stat.update(response, data.y[data.train_mask])
+        responses = collect_responses(model, data, targets)
+        responses, labels = {n: r[data.train_mask] for n, r in responses.items()}, data.y[data.train_mask]
     else:
-        stat.update(collect_responses(model, data.x_train, [target])[target], data.y_train)
+        responses, labels = collect_responses(model, data.x_train, targets), data.y_train
+    stat = IntraClassVariance(data.num_classes)  # several layers: one statistic over all their neurons
+    observed = torch.cat([r.flatten(1) for r in responses.values()], 1) if len(targets) > 1 else responses[targets[0]]
+    stat.update(observed, labels)
     table = history.table
-    return {"test_error": float(history.test_error_at_best), "best_epoch": int(history.best_epoch),
-            "layer": target, "lam": lam if method != "vanilla" else 0.0,
+    return {"test_error": float(history.test_error_at_best),
+            "val_error": 100.0 * (1.0 - float(history.best["val_acc"])), "best_epoch": int(history.best_epoch),
+            "layer": "+".join(targets), "lam": lam if method != "vanilla" else 0.0,
             "test_error_curve": (100 * (1 - table["test_acc"])).round(3).tolist(),
             "train_loss_curve": table["train_loss"].astype(float).round(5).tolist(),
-            "intra_class_variance": stat.compute()["layer"].item()}
+            "intra_class_variance": stat.compute()["layer"].item(), "diverged": False}
 
 
-#: Settings of the MLP reproduction per profile (dataset, epochs and seeds); the official code trains 100 epochs.
-PROFILE_SETTINGS = {
-    "quick": dict(dataset="mnist-5k", epochs=60, seeds=[0, 1, 2]),
-    "full": dict(dataset="mnist", epochs=100, seeds=[0, 1, 2, 3, 4]),
+def steadiness_history(data, *, arch: str = "MLP-4", lam: float = 0.0, layer: str = "logits",
+                       memory: Optional[int] = None, epochs: int = 60, seed: int = 0,
+                       watch: Optional[Sequence[str]] = None, device: Optional[str] = None):
+    """Train ``arch`` on ``data`` (dense inputs) with NSR of strength ``lam`` on ``layer`` (``lam=0``: vanilla)
+    with the family's protocol, recording after every epoch the mean intra-class variance of the training
+    responses of the ``watch`` layers (default: every ``nn.Linear``) as ``icv_<layer>`` columns.
+
+    Returns ``(model, history)``. The chapter's curves and :func:`lambda_explorer` use it."""
+    from .train import fit
+
+    family = _family(arch)
+    if family == "gnn":
+        raise ValueError("steadiness_history is for dense inputs; use train_nsr_run for graphs")
+    defaults = FAMILY_DEFAULTS[family]
+    torch.manual_seed(seed)
+    model = build_model(arch, data)
+    watch = list(watch) if watch is not None else [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    targets = _resolve_target(model, layer, False, data.x_train[:1000], data.y_train[:1000], data.num_classes)
+    term = NeuronSteadiness(model, targets, data.num_classes, lam=lam, memory=memory or defaults["memory"])
+    with term if lam else contextlib.nullcontext():
+        history = fit(model, data, epochs=epochs, lr=defaults["lr"], optimizer=defaults["optimizer"],
+                      momentum=defaults["momentum"], weight_decay=defaults["weight_decay"],
+                      scheduler=defaults["scheduler"], seed=seed, progress=False, device=device,
+                      extra_losses={"nsr": term} if lam else None, metrics=variance_metrics(watch))
+    return model.cpu(), history
+
+
+def plot_steadiness(histories: Mapping[str, "object"], layer: str, axes=None):
+    """The paper's three panels for several runs: test accuracy, training cross-entropy and the mean
+    intra-class variance of ``layer`` on the training data, per epoch. ``histories`` maps a label to a
+    :class:`neuronlab.train.History` with an ``icv_<layer>`` column (see :func:`steadiness_history`)."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
+    for label, history in histories.items():
+        table = history.table
+        axes[0].plot(table["epoch"], 100 * table["test_acc"], label=label)
+        axes[1].plot(table["epoch"], table["train_loss"], label=label)
+        axes[2].plot(table["epoch"], table[f"icv_{layer}"], label=label)
+    axes[0].set(xlabel="epoch", ylabel="test accuracy (%)", title="(a) test accuracy")
+    axes[1].set(xlabel="epoch", ylabel="cross-entropy (nats)", title="(b) training cross-entropy", yscale="log")
+    axes[2].set(xlabel="epoch", ylabel="mean intra-class variance", title=f"(c) intra-class variance of {layer}",
+                yscale="log")
+    axes[0].legend()
+    return axes
+
+
+def lambda_explorer(data, arch: str = "MLP-4", epochs: int = 15, seed: int = 0):
+    """An ipywidgets explorer (Jupyter, Colab): choose lambda, the layer and the memory m; it trains
+    ``arch`` for ``epochs`` epochs (a few seconds on a CPU for MLP-4 on 3,500 digits) and draws
+    :func:`plot_steadiness` against the vanilla run (trained once and kept)."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    torch.manual_seed(seed)
+    layer_names = [n for n, m in build_model(arch, data).named_modules() if isinstance(m, nn.Linear)]
+    cache = {}
+
+    def history(lam, layer, memory):
+        key = (lam, layer, memory) if lam else 0
+        if key not in cache:
+            cache[key] = steadiness_history(data, arch=arch, lam=lam, layer=layer, memory=memory, epochs=epochs,
+                                            seed=seed, watch=layer_names)[1]
+        return cache[key]
+
+    def show(lam, layer, memory):
+        runs = {"vanilla": history(0.0, layer, memory),
+                f"NSR, lambda={lam:.3g}, m={memory}": history(lam, layer, memory)}
+        plot_steadiness(runs, layer)
+        plt.show()
+
+    return widgets.interact(
+        show,
+        lam=widgets.FloatLogSlider(value=OFFICIAL_LAMBDAS.get(arch, 1.0), base=10, min=-3, max=2, step=0.25,
+                                   description="lambda", continuous_update=False),
+        layer=widgets.Dropdown(options=layer_names, value=layer_names[-1], description="layer"),
+        memory=widgets.IntSlider(value=FAMILY_DEFAULTS[_family(arch)]["memory"], min=1, max=20,
+                                 description="memory m", continuous_update=False))
+
+
+#: The paper's GNN results as test error in percent (mean and std), in the form
+#: ``{dataset: {arch: {"vanilla": (m, s), "nsr": (m, s)}}}``.
+PAPER_GNN_TABLE = {
+    "pubmed": {"GraphSAGE-2": {"vanilla": (10.73, 0.06), "nsr": (9.89, 0.08)},
+               "GraphSAGE-3": {"vanilla": (10.20, 0.25), "nsr": (9.48, 0.12)},
+               "GraphSAGE-4": {"vanilla": (10.43, 0.17), "nsr": (9.79, 0.19)},
+               "GCN-2": {"vanilla": (12.02, 0.00), "nsr": (11.92, 0.00)},
+               "GCN-3": {"vanilla": (12.76, 0.18), "nsr": (12.19, 0.11)},
+               "GCN-4": {"vanilla": (14.01, 0.07), "nsr": (12.96, 0.08)}},
+    "amazon-photo": {"GraphSAGE-2": {"vanilla": (5.82, 0.00), "nsr": (4.54, 0.10)},
+                     "GraphSAGE-3": {"vanilla": (5.20, 0.14), "nsr": (4.86, 0.13)},
+                     "GraphSAGE-4": {"vanilla": (6.37, 0.30), "nsr": (5.62, 0.59)},
+                     "GCN-2": {"vanilla": (6.73, 0.00), "nsr": (6.27, 0.00)},
+                     "GCN-3": {"vanilla": (8.00, 0.11), "nsr": (7.96, 0.10)},
+                     "GCN-4": {"vanilla": (10.24, 0.14), "nsr": (9.03, 0.25)}},
+    "amazon-computers": {"GraphSAGE-2": {"vanilla": (11.37, 0.55), "nsr": (10.47, 0.05)},
+                         "GraphSAGE-3": {"vanilla": (11.88, 1.05), "nsr": (10.22, 0.54)},
+                         "GraphSAGE-4": {"vanilla": (15.49, 0.90), "nsr": (12.86, 0.82)},
+                         "GCN-2": {"vanilla": (12.17, 0.07), "nsr": (10.86, 0.03)},
+                         "GCN-3": {"vanilla": (14.90, 0.25), "nsr": (13.66, 0.12)},
+                         "GCN-4": {"vanilla": (18.07, 0.74), "nsr": (16.02, 0.23)}},
+    "wikics": {"GraphSAGE-2": {"vanilla": (16.81, 0.21), "nsr": (16.06, 0.33)},
+               "GraphSAGE-3": {"vanilla": (15.97, 0.18), "nsr": (15.27, 0.21)},
+               "GraphSAGE-4": {"vanilla": (16.63, 0.31), "nsr": (15.43, 0.24)},
+               "GCN-2": {"vanilla": (18.41, 0.06), "nsr": (17.99, 0.05)},
+               "GCN-3": {"vanilla": (18.66, 0.23), "nsr": (18.10, 0.27)},
+               "GCN-4": {"vanilla": (19.21, 0.31), "nsr": (18.84, 0.26)}},
 }
+#: The paper's comparison with other regularizers in test error percent, lambdas tuned with NNI. MLP-4 on
+#: MNIST, ResNet-18 on CIFAR-10, GraphSAGE(-2) on Amazon-Computers.
+PAPER_BASELINES = {
+    "MLP-4": {"vanilla": (2.29, 0.07), "l1": (2.27, 0.05), "l2": (2.27, 0.05), "jacobian": (2.21, 0.04),
+              "nsr": (1.64, 0.04)},
+    "ResNet-18": {"vanilla": (7.96, 0.12), "l1": (7.83, 0.23), "l2": (7.67, 0.18), "jacobian": (7.90, 0.07),
+                  "nsr": (7.20, 0.09)},
+    "GraphSAGE": {"vanilla": (11.37, 0.55), "l1": (10.81, 0.13), "l2": (10.68, 0.35), "jacobian": (11.27, 0.45),
+                  "nsr": (10.52, 0.22)},
+}
+#: The paper's MLP-4 with BatchNorm or Dropout, with and without NSR (test error %).
+PAPER_NORMALIZATION = {"vanilla": (2.29, 0.07), "batchnorm": (2.22, 0.04), "batchnorm + nsr": (1.62, 0.08),
+                       "dropout": (2.19, 0.04), "dropout + nsr": (1.64, 0.04)}
+#: The paper's per-layer ablation (test error %). Its layers count the input as layer 1, so MLP-4's layers
+#: 2, 3, 4 are our ``fc1``, ``fc2``, ``fc3`` (the logits); their intra-class variances were 409, 510, 1660.
+#: For GraphSAGE-2 on Amazon-Computers the layers are ``conv1`` and ``conv2``.
+PAPER_LAYERS = {
+    "MLP-4": {"none": (2.29, 0.07), "fc1": (2.22, 0.08), "fc2": (1.90, 0.13), "fc3": (1.64, 0.04),
+              "fc2+fc3": (1.63, 0.08)},
+    "GraphSAGE-2": {"none": (11.37, 0.55), "conv1": (10.47, 0.05), "conv2": (10.52, 0.22),
+                    "conv1+conv2": (10.30, 0.17)},
+}
+
 MLP_ARCHS = ("MLP-3", "MLP-4", "MLP-6", "MLP-8", "MLP-10")
+GNN_ARCHS = ("GraphSAGE-2", "GraphSAGE-3", "GraphSAGE-4", "GCN-2", "GCN-3", "GCN-4")
+#: The graph of the quick profile, a contextual SBM (:func:`neuronlab.data.make_csbm`) with 5 classes, weak
+#: features, mild homophily and 20 % labelled nodes, so that GNNs still make 15-30 % errors on it.
+CSBM_SETTINGS = dict(num_nodes=2000, num_classes=5, avg_degree=5.0, homophily=0.4, signal=0.4,
+                     train_fraction=0.2, val_fraction=0.2)
+#: Strengths tried where no published lambda applies; :func:`select_lambda` keeps, per setting, the one with
+#: the lowest mean validation error (never the test error).
+LAMBDA_CHOICES = {
+    "nsr": (0.1, 1.0, 7.4865),
+    "l1": (1e-4, 1e-3, 1e-2),
+    "l2": (1e-5, 1e-4, 1e-3),
+    "jacobian": (1e-3, 1e-2, 1e-1),
+    "orthogonality": (1e-5, 1e-4, 1e-3),
+    "nsr-gnn": (0.1, 1.0),
+    "l1-gnn": (1e-3, 1e-2),
+    "l2-gnn": (1e-4, 1e-3),
+}
+#: The strengths of the lambda curve (MLP-4, logits).
+LAMBDA_CURVE = (0.01, 0.1, 1.0, 3.0, 7.4865, 20.0, 50.0)
+
+#: The experiments of the chapter, each a list of run configurations built by :func:`experiment_grid`.
+EXPERIMENTS = ("mlp", "lambda", "baselines", "normalization", "layers", "cnn", "gnn", "fashion")
+
+#: Per profile, the data, epochs and seeds of each family of experiments. ``quick`` runs on a CPU in about an
+#: hour for all experiments together (the chapter reads stored results); ``full`` is the paper's scale, for
+#: a GPU (MNIST, CIFAR-10 and the PyG graph datasets are downloaded).
+PROFILE_SETTINGS = {
+    "quick": dict(dataset="mnist-5k", epochs=60, seeds=[0, 1, 2],
+                  cnn=dict(dataset="mnist-5k", runs=[("SmallCNN", 15, ("vanilla", "nsr", "l1", "jacobian")),
+                                                     ("ResNet-18-w16", 10, ("vanilla", "nsr"))]),
+                  gnn=dict(datasets=["csbm"], epochs=200), fashion=dict(archs=["MLP-4", "MLP-10"], epochs=30)),
+    "full": dict(dataset="mnist", epochs=100, seeds=[0, 1, 2, 3, 4],
+                 cnn=dict(dataset="cifar10", runs=[("ResNet-18", 200, ("vanilla", "nsr", "l1", "l2", "jacobian")),
+                                                   ("VGG-19", 200, ("vanilla", "nsr"))]),
+                 gnn=dict(datasets=["pubmed", "amazon-photo", "amazon-computers", "wikics"], epochs=500),
+                 fashion=dict(archs=list(MLP_ARCHS), epochs=100)),
+}
+#: Published or chosen fixed strengths of the CNN runs (the official ResNet-18 lambda for NSR).
+CNN_LAMBDAS = {"nsr": 0.5, "l1": 1e-3, "l2": 1e-4, "jacobian": 1e-2}
 
 
 def mlp_grid(profile: str, archs: Sequence[str] = MLP_ARCHS, layers: Sequence[str] = ("logits", "auto"),
@@ -575,6 +826,180 @@ def mlp_grid(profile: str, archs: Sequence[str] = MLP_ARCHS, layers: Sequence[st
             grid.append(dict(base, method="vanilla", layer="logits"))
             grid += [dict(base, method="nsr", layer=layer) for layer in layers]
     return grid
+
+
+def experiment_grid(name: str, profile: str = "quick") -> list:
+    """The run configurations of one experiment of the chapter (see :data:`EXPERIMENTS`).
+
+    * ``"mlp"``: MLP-3..10, vanilla and NSR with the official lambdas on the logits and on the ``auto`` layer;
+    * ``"lambda"``: MLP-4, NSR on the logits for each strength of :data:`LAMBDA_CURVE`;
+    * ``"baselines"``: MLP-4 with L1, L2, Jacobian and orthogonality regularization, each at the strengths of
+      :data:`LAMBDA_CHOICES` (plus vanilla and NSR, shared with ``"mlp"``);
+    * ``"normalization"``: MLP-4 with BatchNorm or Dropout (p = 0.2), without and with NSR;
+    * ``"layers"``: MLP-4 with NSR on ``fc1``, ``fc2``, ``fc3`` and ``fc2+fc3``, strengths of ``nsr``;
+    * ``"cnn"``: the CNNs of the profile (quick: SmallCNN and a width-16 ResNet-18 on MNIST digits);
+    * ``"gnn"``: GraphSAGE and GCN with 2-4 layers, vanilla and NSR on the logits; on GraphSAGE-2 also L1,
+      L2 and NSR on each layer (quick: the :data:`CSBM_SETTINGS` graph);
+    * ``"fashion"``: MLPs on Fashion-MNIST, vanilla and NSR on the logits.
+    """
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; choose one of {EXPERIMENTS}")
+    settings = PROFILE_SETTINGS[profile]
+    seeds, epochs, dataset = settings["seeds"], settings["epochs"], settings["dataset"]
+
+    def runs(base, **variants):
+        return [dict(base, seed=seed, **variants) for seed in seeds]
+
+    mlp4 = dict(experiment="mlp", dataset=dataset, arch="MLP-4", epochs=epochs)
+    grid: list = []
+    if name == "mlp":
+        for arch in MLP_ARCHS:
+            base = dict(mlp4, arch=arch)
+            grid += runs(base, method="vanilla", layer="logits")
+            grid += runs(base, method="nsr", layer="logits") + runs(base, method="nsr", layer="auto")
+    elif name == "lambda":
+        for lam in LAMBDA_CURVE:
+            grid += runs(dict(mlp4, experiment="lambda"), method="nsr", layer="logits", lam=lam)
+    elif name == "baselines":
+        grid += runs(mlp4, method="vanilla", layer="logits") + runs(mlp4, method="nsr", layer="logits")
+        for method in ("l1", "l2", "jacobian", "orthogonality"):
+            for lam in LAMBDA_CHOICES[method]:
+                grid += runs(dict(mlp4, experiment="baselines"), method=method, layer="logits", lam=lam)
+    elif name == "normalization":
+        for extra in (dict(batchnorm=True), dict(dropout=0.2)):
+            base = dict(mlp4, experiment="normalization", **extra)
+            grid += runs(base, method="vanilla", layer="logits") + runs(base, method="nsr", layer="logits")
+    elif name == "layers":
+        for layer in ("fc1", "fc2", "fc3", "fc2+fc3"):
+            for lam in LAMBDA_CHOICES["nsr"]:
+                grid += runs(dict(mlp4, experiment="layers"), method="nsr", layer=layer, lam=lam)
+    elif name == "cnn":
+        cnn = settings["cnn"]
+        for arch, cnn_epochs, methods in cnn["runs"]:
+            base = dict(experiment="cnn", dataset=cnn["dataset"], arch=arch, epochs=cnn_epochs)
+            for method in methods:
+                extra = {} if method == "vanilla" else dict(lam=CNN_LAMBDAS[method])
+                grid += runs(base, method=method, layer="logits", **extra)
+    elif name == "gnn":
+        gnn = settings["gnn"]
+        for graph in gnn["datasets"]:
+            for arch in GNN_ARCHS:
+                base = dict(experiment="gnn", dataset=graph, arch=arch, epochs=gnn["epochs"])
+                grid += runs(base, method="vanilla", layer="logits")
+                for lam in LAMBDA_CHOICES["nsr-gnn"]:
+                    grid += runs(base, method="nsr", layer="logits", lam=lam)
+            base = dict(experiment="gnn", dataset=graph, arch="GraphSAGE-2", epochs=gnn["epochs"])
+            for method in ("l1", "l2"):
+                for lam in LAMBDA_CHOICES[f"{method}-gnn"]:
+                    grid += runs(base, method=method, layer="logits", lam=lam)
+            for layer in ("conv1", "conv1+conv2"):
+                for lam in LAMBDA_CHOICES["nsr-gnn"]:
+                    grid += runs(base, method="nsr", layer=layer, lam=lam)
+    elif name == "fashion":
+        fashion = settings["fashion"]
+        for arch in fashion["archs"]:
+            base = dict(experiment="fashion", dataset="fashion-mnist", arch=arch, epochs=fashion["epochs"])
+            grid += runs(base, method="vanilla", layer="logits") + runs(base, method="nsr", layer="logits")
+    return grid
+
+
+_DATA_CACHE: Dict[tuple, object] = {}
+
+
+def experiment_data(config: Mapping, root=None):
+    """The data of a run configuration, loaded once per process: flattened images for MLPs, images for
+    CNNs, and for ``"csbm"`` the :data:`CSBM_SETTINGS` graph (generated with seed 0: every run trains on the
+    same graph)."""
+    from .data import load_dataset
+
+    family = _family(config["arch"])
+    key = (config["dataset"], family == "mlp", str(root))
+    if key not in _DATA_CACHE:
+        extra = dict(CSBM_SETTINGS) if config["dataset"] == "csbm" else {}
+        if family != "gnn":
+            extra["flatten"] = family == "mlp"
+        if root is not None:
+            extra["root"] = root
+        _DATA_CACHE[key] = load_dataset(config["dataset"], seed=0, **extra)
+    return _DATA_CACHE[key]
+
+
+def run_experiment(name: str, profile: str = "quick", runs_dir: str = "runs", store=None, progress: bool = False,
+                   device: Optional[str] = None) -> "pd.DataFrame":
+    """Run (or resume, or read back) one experiment; every finished run is saved at once in a
+    :class:`neuronlab.runs.RunStore` (``<runs_dir>/ch03_<profile>`` unless ``store`` is given; experiments
+    share it, so a configuration two experiments need is trained once). Returns the table of its runs."""
+    import os
+
+    from .runs import RunStore
+
+    if store is None:  # an empty RunStore is falsy: test for None
+        store = RunStore(os.path.join(runs_dir, f"ch03_{profile}"))
+    extra = {} if device is None else dict(device=device)
+    return store.sweep(experiment_grid(name, profile),
+                       lambda cfg: train_nsr_run(experiment_data(cfg), **cfg, **extra), progress=progress)
+
+
+def _setting_columns(table) -> list:
+    return [c for c in ("dataset", "arch", "method", "layer", "batchnorm", "dropout") if c in table]
+
+
+def tidy(table) -> "pd.DataFrame":
+    """A copy of a run table with ``lam`` the strength actually used (0 for vanilla) and ``trained_layer`` the
+    regularized layer's name (``layer`` stays the configuration's ``"logits"``/``"auto"``/name), whichever
+    of the configuration or the result recorded them; missing BatchNorm, Dropout and divergence entries
+    become ``False``, ``0`` and ``False``."""
+    table = table.copy()
+    for key, name in (("lam", "lam"), ("layer", "trained_layer")):
+        result = f"result.{key}"
+        if result in table and name in table:  # tables concatenated from several sweeps: keep what is known
+            table[name] = table[result].where(table[result].notna(), table[name])
+        elif result in table:
+            table[name] = table[result]
+        elif name != key:
+            table[name] = table[key]
+    for column, default in (("batchnorm", False), ("dropout", 0.0), ("diverged", False)):
+        table[column] = table[column].fillna(default) if column in table else default
+    return table
+
+
+def select_lambda(table) -> "pd.DataFrame":
+    """Keep, for every setting (dataset, architecture, method, layer, BatchNorm, Dropout), the runs of the
+    strength with the lowest mean validation error over seeds. Settings with one strength are kept as
+    they are."""
+    import pandas as pd
+
+    table = tidy(table)
+    columns = _setting_columns(table)
+    kept = []
+    for _, group in table.groupby(columns, sort=False, dropna=False):
+        means = group.groupby("lam")["val_error"].mean()
+        kept.append(group[group["lam"] == means.idxmin()])
+    return pd.concat(kept)
+
+
+def summary_table(table, by: Sequence[str], paper: Optional[Mapping] = None, paper_key=None) -> "pd.DataFrame":
+    """Mean ± std over seeds of the test error at the best validation epoch per group of ``by``, with the
+    strength used, the number of seeds, and (when ``paper`` and ``paper_key(row) -> key`` are given) the
+    paper's number beside ours."""
+    import pandas as pd
+
+    from .runs import format_mean_std
+
+    table = tidy(table)
+    rows = []
+    for keys, group in table.groupby(list(by), sort=False, dropna=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        row = dict(zip(by, keys))
+        if paper is not None and paper_key is not None:
+            ref = paper.get(paper_key(row))
+            row["paper"] = format_mean_std(*ref) if ref else "–"
+        row["ours"] = format_mean_std(group["test_error"].mean(), group["test_error"].std())
+        lams = sorted(set(group["lam"]))
+        row["lambda"] = ", ".join(f"{v:g}" for v in lams)
+        row["seeds"] = int(group["seed"].nunique())
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def comparison_table(table, paper: Mapping = PAPER_TABLE) -> "pd.DataFrame":
@@ -596,33 +1021,34 @@ def comparison_table(table, paper: Mapping = PAPER_TABLE) -> "pd.DataFrame":
         row["vanilla (ours)"] = format_mean_std(vanilla.mean(), vanilla.std())
         for variant, runs_ in group[group["method"] == "nsr"].groupby("layer", sort=False):
             row[f"NSR, {variant} (ours)"] = format_mean_std(runs_["test_error"].mean(), runs_["test_error"].std())
-            row[f"gain, {variant} (ours)"] = f"{100 * (vanilla.mean() - runs_['test_error'].mean()) / vanilla.mean():.1f} %"
+            gain = 100 * (vanilla.mean() - runs_["test_error"].mean()) / vanilla.mean()
+            row[f"gain, {variant} (ours)"] = f"{gain:.1f} %"
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def main(argv: Optional[Sequence[str]] = None):
-    """Command line: ``python -m neuronlab.nsr [--profile full] [--archs MLP-4 ...]`` runs (or resumes) the MLP
-    table and prints it beside the paper's."""
+    """Command line: ``python -m neuronlab.nsr [--profile full] [--experiments mlp gnn ...] [--device cuda]``
+    runs (or resumes) the experiments and prints each table."""
     import argparse
 
     from .config import get_profile
-    from .data import load_dataset
-    from .runs import RunStore
 
-    parser = argparse.ArgumentParser(prog="python -m neuronlab.nsr", description="Reproduce the NSR MLP table.")
+    parser = argparse.ArgumentParser(prog="python -m neuronlab.nsr", description="Reproduce the NSR experiments.")
     parser.add_argument("--profile", default=None)
-    parser.add_argument("--runs", default="runs/ch03")
-    parser.add_argument("--archs", nargs="*", default=list(MLP_ARCHS), choices=MLP_ARCHS)
-    parser.add_argument("--seeds", type=int, nargs="*", default=None)
-    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--runs", default="runs", help="folder of the run store (ch03_<profile>)")
+    parser.add_argument("--experiments", nargs="*", default=list(EXPERIMENTS), choices=EXPERIMENTS)
+    parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
     profile = get_profile(args.profile)
-    grid = mlp_grid(profile, args.archs, seeds=args.seeds, epochs=args.epochs)
-    data = load_dataset(grid[0]["dataset"], seed=0, flatten=True)
-    table = RunStore(f"{args.runs}_{profile}").sweep(grid, lambda cfg: train_nsr_run(data, **cfg))
-    print(comparison_table(table).to_string(index=False))
-    return table
+    tables = {}
+    for name in args.experiments:
+        table = run_experiment(name, profile, args.runs, progress=True, device=args.device)
+        tables[name] = table
+        shown = comparison_table(table) if name == "mlp" else summary_table(
+            select_lambda(table), _setting_columns(table))
+        print(f"\n== {name} ({profile}) ==\n{shown.to_string(index=False)}")
+    return tables
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,12 +1,17 @@
 """Time one training step with and without the NSR term, in one run, and print the ratio.
 
-    python scripts/bench_nsr.py            # MLP-4 (784-256-100-10, batch 100) and the small CNN
+    python scripts/bench_nsr.py            # MLP-4 (784-256-100-10, batch 100; m = 5 and 50) and the small CNN
 
-Both variants run interleaved in the same process on the same batches (warm-up first), so the ratio is
-not skewed by the machine's load drifting between two separate runs. Not part of the test suite.
+All variants run in the same process on the same batches (warm-up first), each on its own copy of the
+model, interleaved step by step and over several rounds, so the ratios are not skewed by the machine's
+load drifting between separate runs. Besides
+``NeuronSteadiness`` it times a first-in-first-out implementation in the style of the official code (the
+raw detached responses and labels of the last m batches kept in a list, class means by scatter-mean over
+their concatenation), to show what the running class sums buy. Not part of the test suite.
 """
 
 import argparse
+import copy
 import statistics
 import time
 
@@ -29,40 +34,76 @@ def step_time(model, optimizer, x, y, nsr=None):
     return time.perf_counter() - start
 
 
+class FifoSteadiness:
+    """The official code's scheme, for comparison only: raw responses of the last ``memory`` batches."""
+
+    def __init__(self, model, layer, num_classes, lam, memory):
+        self.num_classes, self.lam, self.memory = num_classes, lam, memory
+        self.queue = []
+        self.handle = dict(model.named_modules())[layer].register_forward_hook(self._keep)
+
+    def _keep(self, module, inputs, output):
+        self.response = output
+
+    def loss(self, y):
+        self.queue.insert(0, (self.response.detach(), y))
+        del self.queue[self.memory:]
+        past = torch.cat([r for r, _ in self.queue])
+        labels = torch.cat([t for _, t in self.queue])
+        sums = torch.zeros(self.num_classes, past.shape[1]).index_add_(0, labels, past)
+        counts = torch.bincount(labels, minlength=self.num_classes).clamp_min(1)
+        means = sums / counts[:, None]
+        return self.lam * ((self.response - means[y]) ** 2).mean()
+
+    def remove(self):
+        self.handle.remove()
+
+
 def bench(name, model, layer, x, y, repeats, memory):
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    plain, regularized = [], []
-    with NeuronSteadiness(model, layer, num_classes=10, lam=0.1, memory=memory) as nsr:
-        for _ in range(10):  # warm-up
-            step_time(model, optimizer, x, y, nsr)
-        for _ in range(repeats):
-            regularized.append(step_time(model, optimizer, x, y, nsr))
-    for _ in range(10):
-        step_time(model, optimizer, x, y)
-    for _ in range(repeats):
-        plain.append(step_time(model, optimizer, x, y))
-    a, b = statistics.median(plain), statistics.median(regularized)
-    print(f"{name:<32} plain {1e3 * a:7.3f} ms  with NSR {1e3 * b:7.3f} ms  ratio {b / a:.3f}")
-    return b / a
+    """Median step time of plain training, NeuronSteadiness and the FIFO, each on its own copy of the model,
+    the three variants interleaved step by step so that drifts in the machine's speed hit them alike."""
+    copies = [copy.deepcopy(model) for _ in range(3)]
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.01) for m in copies]
+    times = [[], [], []]
+    fifo = FifoSteadiness(copies[2], layer, 10, 0.1, memory)
+    try:
+        with NeuronSteadiness(copies[1], layer, num_classes=10, lam=0.1, memory=memory) as nsr:
+            terms = [None, nsr, fifo]
+            for step in range(10 + repeats):  # the first 10 are warm-up
+                for i in range(3):
+                    elapsed = step_time(copies[i], optimizers[i], x, y, terms[i])
+                    if step >= 10:
+                        times[i].append(elapsed)
+    finally:
+        fifo.remove()
+    plain, ours, official = (statistics.median(t) for t in times)
+    print(f"{name:<34} plain {1e3 * plain:7.3f} ms | NeuronSteadiness {1e3 * ours:7.3f} ms, ratio "
+          f"{ours / plain:.3f}, {1e6 * (ours - plain):+5.0f} us | FIFO {1e3 * official:7.3f} ms, "
+          f"ratio {official / plain:.3f}")
+    return ours / plain, official / plain
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=3, help="alternate the two variants this many times")
+    parser.add_argument("--rounds", type=int, default=3, help="alternate the variants this many times")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     x, y = torch.randn(100, 784), torch.randint(0, 10, (100,))
     images = torch.randn(100, 1, 28, 28)
-    ratios = {"mlp": [], "cnn": []}
+    ratios = {"MLP-4": [], "MLP-4, m=50": [], "SmallCNN": []}
     for _ in range(args.rounds):
-        ratios["mlp"].append(bench("MLP-4, NSR on the logits (m=5)", models.paper_mlp("MLP-4"), "fc3", x, y,
-                                   args.repeats, 5))
-        ratios["cnn"].append(bench("SmallCNN, NSR on fc2 (m=1)", models.SmallCNN(), "fc2", images, y,
-                                   max(20, args.repeats // 10), 1))
+        ratios["MLP-4"].append(bench("MLP-4, NSR on the logits (m=5)", models.paper_mlp("MLP-4"), "fc3", x, y,
+                                     args.repeats, 5))
+        ratios["MLP-4, m=50"].append(bench("MLP-4, NSR on the logits (m=50)", models.paper_mlp("MLP-4"), "fc3",
+                                           x, y, args.repeats, 50))
+        ratios["SmallCNN"].append(bench("SmallCNN, NSR on fc2 (m=1)", models.SmallCNN(), "fc2", images, y,
+                                        max(20, args.repeats // 10), 1))
     for key, values in ratios.items():
-        print(f"{key}: median ratio over {len(values)} rounds {statistics.median(values):.3f}")
+        ours, fifo = zip(*values)
+        print(f"{key}: median step-time ratio over {len(values)} rounds: NeuronSteadiness "
+              f"{statistics.median(ours):.3f}, FIFO {statistics.median(fifo):.3f}")
 
 
 if __name__ == "__main__":

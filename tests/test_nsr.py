@@ -278,3 +278,80 @@ def test_mlp_grid_and_comparison_table():
     assert row["gain (paper)"] == "28.4 %"  # the paper prints 28.38 %
     assert row["vanilla (ours)"] == "9.00 ± 1.41" and row["NSR, logits (ours)"] == "6.00 ± 0.00"
     assert row["gain, logits (ours)"] == "33.3 %"
+
+
+def test_fixed_class_weights_equal_the_weighted_variances():
+    model = models.MLP([5, 8, 4])
+    x = torch.randn(30, 5, generator=gen(2))
+    y = torch.tensor([0] * 12 + [1] * 10 + [2] * 8)
+    alpha = torch.tensor([0.5, 0.3, 0.2])
+    loss, _ = run_nsr(model, x, y, layer="fc1", memory=1, neuron_reduction="sum", class_weights=alpha)
+    h = model.fc1(x).detach()
+    expected = sum(alpha[c] * h[y == c].var(0, unbiased=False) for c in range(3)).sum()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_experiment_grids_share_runs_and_cover_the_paper():
+    from neuronlab.nsr import EXPERIMENTS, LAMBDA_CHOICES, MLP_ARCHS, experiment_grid
+    from neuronlab.runs import config_key
+
+    grids = {name: experiment_grid(name, "quick") for name in EXPERIMENTS}
+    for name, grid in grids.items():
+        assert len({config_key(c) for c in grid}) == len(grid), f"{name} repeats a configuration"
+    mlp = grids["mlp"]
+    assert len(mlp) == len(MLP_ARCHS) * 3 * 3 and {c["layer"] for c in mlp if c["method"] == "nsr"} == {"logits", "auto"}
+    # vanilla and NSR of the baselines table are the very runs of the MLP table (one store: trained once)
+    shared = [c for c in grids["baselines"] if c["method"] in ("vanilla", "nsr")]
+    assert len(shared) == 6 and {config_key(c) for c in shared} <= {config_key(c) for c in mlp}
+    for method in ("l1", "l2", "jacobian", "orthogonality"):
+        lams = sorted({c["lam"] for c in grids["baselines"] if c["method"] == method})
+        assert lams == sorted(LAMBDA_CHOICES[method])
+    assert {c["layer"] for c in grids["layers"]} == {"fc1", "fc2", "fc3", "fc2+fc3"}
+    assert {c["arch"] for c in grids["gnn"]} >= {"GCN-2", "GCN-4", "GraphSAGE-2", "GraphSAGE-4"}
+    with pytest.raises(ValueError, match="experiment"):
+        experiment_grid("resnet", "quick")
+
+
+def test_select_lambda_looks_at_validation_not_test():
+    import pandas as pd
+
+    from neuronlab.nsr import select_lambda, summary_table
+
+    rows = []
+    for seed in (0, 1):
+        rows.append(dict(arch="MLP-4", method="l1", layer="logits", seed=seed, lam=0.1, val_error=5.0 + seed,
+                         test_error=9.0 + seed))
+        rows.append(dict(arch="MLP-4", method="l1", layer="logits", seed=seed, lam=1.0, val_error=7.0,
+                         test_error=4.0))  # better on test, worse on validation: must not be chosen
+        rows.append(dict(arch="MLP-4", method="vanilla", layer="logits", seed=seed, lam=0.0, val_error=8.0,
+                         test_error=8.0 + 2 * seed))
+    chosen = select_lambda(pd.DataFrame(rows))
+    assert sorted(chosen.loc[chosen.method == "l1", "lam"]) == [0.1, 0.1]
+    summary = summary_table(chosen, ["method"], paper={"l1": (2.27, 0.05)}, paper_key=lambda r: r["method"])
+    l1 = summary.set_index("method").loc["l1"]
+    assert l1["ours"] == "9.50 ± 0.71" and l1["paper"] == "2.27 ± 0.05" and l1["lambda"] == "0.1" and l1["seeds"] == 2
+    assert summary.set_index("method").loc["vanilla", "paper"] == "–"
+
+
+def test_several_layers_history_metrics_and_resumed_experiment(tiny_mnist_like, tmp_path, monkeypatch):
+    from neuronlab import nsr as nsr_module
+    from neuronlab.nsr import IntraClassVariance, run_experiment, steadiness_history, train_nsr_run
+
+    out = train_nsr_run(tiny_mnist_like, arch="MLP-4", method="nsr", seed=0, epochs=1, layer="fc2+fc3", lam=1.0)
+    assert out["layer"] == "fc2+fc3" and 0 <= out["val_error"] <= 100 and out["diverged"] is False
+    exploded = train_nsr_run(tiny_mnist_like, arch="MLP-4", method="nsr", seed=0, epochs=2, lam=1e8)
+    assert exploded["diverged"] is True and exploded["test_error"] != exploded["test_error"]  # NaN, kept as a result
+    assert "lower the learning rate" in exploded["message"]
+    model, history = steadiness_history(tiny_mnist_like, arch="MLP-4", lam=1.0, epochs=2, watch=["fc2"])
+    stat = IntraClassVariance(10)
+    stat.update(model.fc2(torch.relu(model.fc1(tiny_mnist_like.x_train))).detach(), tiny_mnist_like.y_train)
+    assert history.table["icv_fc2"].iloc[-1] == pytest.approx(stat.compute()["layer"].item(), rel=1e-5)
+
+    calls = []
+    monkeypatch.setattr(nsr_module, "experiment_data", lambda cfg: None)
+    monkeypatch.setattr(nsr_module, "train_nsr_run",
+                        lambda data, **cfg: calls.append(cfg) or dict(test_error=1.0, val_error=1.0, lam=0.0))
+    first = run_experiment("normalization", "quick", runs_dir=str(tmp_path))
+    again = run_experiment("normalization", "quick", runs_dir=str(tmp_path))
+    assert len(first) == len(again) == 12 and len(calls) == 12  # the second call reads the stored runs back
+    assert (tmp_path / "ch03_quick").is_dir()
