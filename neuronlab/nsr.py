@@ -609,7 +609,10 @@ def train_nsr_run(data, *, arch: str, method: str, seed: int, epochs: int, layer
     term = build[method]()
     extra = None if term is None else {method: term}
     hooks = term if isinstance(term, (NeuronSteadiness, regularizers.ActivationL1)) else contextlib.nullcontext()
-    augment = random_crop_flip if getattr(data, "name", None) == "cifar10" else None
+    augment = None
+    if getattr(data, "name", None) == "cifar10":  # fit calls augment(x, generator)
+        def augment(x, generator):
+            return random_crop_flip(x, generator=generator)
     try:
         with hooks:  # only the terms that record responses register hooks, and only for this run
             history = fit(model, data, epochs=epochs, lr=defaults["lr"], optimizer=defaults["optimizer"],

@@ -355,3 +355,24 @@ def test_several_layers_history_metrics_and_resumed_experiment(tiny_mnist_like, 
     again = run_experiment("normalization", "quick", runs_dir=str(tmp_path))
     assert len(first) == len(again) == 12 and len(calls) == 12  # the second call reads the stored runs back
     assert (tmp_path / "ch03_quick").is_dir()
+
+
+def test_cifar_style_cnn_run_and_command_line(tmp_path, monkeypatch, capsys):
+    from neuronlab import nsr as nsr_module
+    from neuronlab.nsr import main, train_nsr_run
+
+    g = gen(3)
+    cifar_like = SimpleNamespace(name="cifar10", num_classes=10,  # name "cifar10": crop-and-flip augmentation
+                                 x_train=torch.randn(40, 3, 32, 32, generator=g), y_train=torch.arange(10).repeat(4),
+                                 x_val=torch.randn(20, 3, 32, 32, generator=g), y_val=torch.arange(10).repeat(2),
+                                 x_test=torch.randn(20, 3, 32, 32, generator=g), y_test=torch.arange(10).repeat(2))
+    out = train_nsr_run(cifar_like, arch="VGG-19-w4", method="nsr", seed=0, epochs=1, batch_size=20, lam=0.1)
+    assert out["layer"] == "fc"
+    assert len(out["test_error_curve"]) == 1 and out["diverged"] is False
+
+    monkeypatch.setattr(nsr_module, "experiment_data", lambda cfg: None)
+    monkeypatch.setattr(nsr_module, "train_nsr_run", lambda data, **cfg: dict(
+        test_error=5.0 + cfg["seed"] + (cfg["method"] == "vanilla"), val_error=5.0, lam=cfg.get("lam", 7.4865)))
+    main(["--experiments", "normalization", "--runs", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert "== normalization (quick) ==" in printed and "6.00 ± 1.00" in printed and "7.00 ± 1.00" in printed
