@@ -555,8 +555,8 @@ def _resolve_target(model: nn.Module, layer: str, is_graph: bool, warm_x, warm_y
 
 def train_nsr_run(data, *, arch: str, method: str, seed: int, epochs: int, layer: str = "logits",
                   lam: Optional[float] = None, memory: Optional[int] = None, batchnorm: bool = False,
-                  dropout: float = 0.0, batch_size: int = 100, dataset: Optional[str] = None,
-                  device: Optional[str] = None, **_: object) -> Dict:
+                  dropout: float = 0.0, batch_size: int = 100, lr: Optional[float] = None,
+                  dataset: Optional[str] = None, device: Optional[str] = None, **_: object) -> Dict:
     """One run of the NSR reproduction: build ``arch``, train it with ``method`` and summarize.
 
     Args:
@@ -568,6 +568,7 @@ def train_nsr_run(data, *, arch: str, method: str, seed: int, epochs: int, layer
             names joined by ``+`` (``"fc2+fc3"``).
         lam: the strength; default :data:`OFFICIAL_LAMBDAS` for NSR on the paper's models, else 0.1.
         memory: NSR's ``m`` (default from the family).
+        lr: the learning rate (default from the family).
         device: where to train (default: a GPU when there is one).
 
     Extra keys of a sweep configuration (``dataset``, ``experiment``, ...) are accepted and ignored; a
@@ -615,7 +616,7 @@ def train_nsr_run(data, *, arch: str, method: str, seed: int, epochs: int, layer
             return random_crop_flip(x, generator=generator)
     try:
         with hooks:  # only the terms that record responses register hooks, and only for this run
-            history = fit(model, data, epochs=epochs, lr=defaults["lr"], optimizer=defaults["optimizer"],
+            history = fit(model, data, epochs=epochs, lr=lr or defaults["lr"], optimizer=defaults["optimizer"],
                           momentum=defaults["momentum"], weight_decay=defaults["weight_decay"],
                           scheduler=defaults["scheduler"], augment=augment, batch_size=batch_size, seed=seed,
                           progress=False, extra_losses=extra, device=device)
@@ -800,7 +801,8 @@ EXPERIMENTS = ("mlp", "lambda", "baselines", "normalization", "layers", "cnn", "
 
 #: Per profile, the data, epochs and seeds of each family of experiments. ``quick`` runs on a CPU in about an
 #: hour for all experiments together (the chapter reads stored results); ``full`` is the paper's scale, for
-#: a GPU (MNIST, CIFAR-10 and the PyG graph datasets are downloaded).
+#: a GPU (MNIST, CIFAR-10 and the PyG graph datasets are downloaded), with the standard CIFAR recipe's
+#: learning rate 0.1 and batch 128 for the CNNs.
 PROFILE_SETTINGS = {
     "quick": dict(dataset="mnist-5k", epochs=60, seeds=[0, 1, 2],
                   cnn=dict(dataset="mnist-5k", runs=[("SmallCNN", 15, ("vanilla", "nsr", "l1", "jacobian")),
@@ -808,7 +810,8 @@ PROFILE_SETTINGS = {
                   gnn=dict(datasets=["csbm"], epochs=200), fashion=dict(archs=["MLP-4", "MLP-10"], epochs=30)),
     "full": dict(dataset="mnist", epochs=100, seeds=[0, 1, 2, 3, 4],
                  cnn=dict(dataset="cifar10", runs=[("ResNet-18", 200, ("vanilla", "nsr", "l1", "l2", "jacobian")),
-                                                   ("VGG-19", 200, ("vanilla", "nsr"))]),
+                                                   ("VGG-19", 200, ("vanilla", "nsr"))],
+                          training=dict(lr=0.1, batch_size=128)),
                  gnn=dict(datasets=["pubmed", "amazon-photo", "amazon-computers", "wikics"], epochs=500),
                  fashion=dict(archs=list(MLP_ARCHS), epochs=100)),
 }
@@ -879,7 +882,8 @@ def experiment_grid(name: str, profile: str = "quick") -> list:
     elif name == "cnn":
         cnn = settings["cnn"]
         for arch, cnn_epochs, methods in cnn["runs"]:
-            base = dict(experiment="cnn", dataset=cnn["dataset"], arch=arch, epochs=cnn_epochs)
+            base = dict(experiment="cnn", dataset=cnn["dataset"], arch=arch, epochs=cnn_epochs,
+                        **cnn.get("training", {}))
             for method in methods:
                 extra = {} if method == "vanilla" else dict(lam=CNN_LAMBDAS[method])
                 grid += runs(base, method=method, layer="logits", **extra)

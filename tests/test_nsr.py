@@ -308,6 +308,9 @@ def test_experiment_grids_share_runs_and_cover_the_paper():
         assert lams == sorted(LAMBDA_CHOICES[method])
     assert {c["layer"] for c in grids["layers"]} == {"fc1", "fc2", "fc3", "fc2+fc3"}
     assert {c["arch"] for c in grids["gnn"]} >= {"GCN-2", "GCN-4", "GraphSAGE-2", "GraphSAGE-4"}
+    full_cnn = experiment_grid("cnn", "full")
+    assert {(c["dataset"], c["lr"], c["batch_size"]) for c in full_cnn} == {("cifar10", 0.1, 128)}
+    assert {c["arch"] for c in full_cnn} == {"ResNet-18", "VGG-19"}
     with pytest.raises(ValueError, match="experiment"):
         experiment_grid("resnet", "quick")
 
