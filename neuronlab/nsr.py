@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .probe import ResponseRecorder, collect_responses, resolve_layers
+from .regularizers import _RecordingTerm
 
 __all__ = [
     "NeuronSteadiness",
@@ -164,12 +165,22 @@ class IntraClassVariance:
 def variance_metrics(layers: Sequence[str], split: str = "train", num_classes: Optional[int] = None) -> Dict:
     """Per-epoch metrics for :func:`neuronlab.train.fit` (``metrics=...``): the mean intra-class variance
     of each layer's responses on a split of the data (``x_<split>``/``y_<split>``), as
-    ``{"icv_<layer>": fn(model, data)}``. ``fit`` calls them in eval mode after every epoch."""
+    ``{"icv_<layer>": fn(model, data)}``. ``fit`` calls them in eval mode after every epoch; the layers
+    share one forward pass, redone only when the model's parameters or buffers have changed."""
+    layers = list(layers)
+    cache: Dict[str, object] = {}
+
+    def responses(model, data):
+        version = (id(model), tuple(t._version for t in [*model.parameters(), *model.buffers()]))
+        if cache.get("version") != version:
+            cache["version"] = version
+            cache["responses"] = collect_responses(model, getattr(data, f"x_{split}"), layers)
+        return cache["responses"]
+
     def metric(layer):
         def fn(model, data):
-            x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
             stat = IntraClassVariance(num_classes or data.num_classes)
-            stat.update(collect_responses(model, x, [layer])[layer], y)
+            stat.update(responses(model, data)[layer], getattr(data, f"y_{split}"))
             return stat.compute()["layer"].item()
         return fn
 
@@ -198,7 +209,7 @@ class NonFiniteResponseError(FloatingPointError, ValueError):
     and a ``ValueError`` for bad input."""
 
 
-class NeuronSteadiness:
+class NeuronSteadiness(_RecordingTerm):
     r"""The NSR loss term on one or more layers of any model, through forward hooks.
 
     Use it as a context manager around training; it records the chosen layers' responses (with their
@@ -297,18 +308,6 @@ class NeuronSteadiness:
         self._slot = 0
         self._checked = False
 
-    def __enter__(self) -> "NeuronSteadiness":
-        self._recorder.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        self._recorder.remove()
-        return False
-
-    def remove(self) -> None:
-        """Remove the hooks (``__exit__`` does this)."""
-        self._recorder.remove()
-
     def _is_distributed(self) -> bool:
         if self.distributed is not None:
             return self.distributed
@@ -361,7 +360,8 @@ class NeuronSteadiness:
                 response, y = _flatten_with_labels(response, y)
         x = response
         if x.device.type != "cpu" and not self._checked:  # one_hot checks labels on the CPU only: check once
-            self._check_targets(y)
+            _check_labels(y, y.shape[0], self.num_classes)
+            self._checked = True
         try:
             onehot = F.one_hot(y, self.num_classes).to(x.dtype)
         except RuntimeError as err:
@@ -398,12 +398,6 @@ class NeuronSteadiness:
             per_sample = (onehot @ (present / present.sum().clamp_min(1) / counts.clamp_min(1)))[:, None]
         weights = per_sample * (lam.to(x) if isinstance(lam, torch.Tensor) else lam) * per_neuron
         return ((x - centre).square() * weights).sum()
-
-    def _check_targets(self, y: torch.Tensor) -> None:
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
-            raise ValueError(f"labels must lie in 0..{self.num_classes - 1}, got values from {int(y.min())} to "
-                             f"{int(y.max())}: check num_classes")
-        self._checked = True
 
     @property
     def last_value(self) -> Optional[float]:
@@ -542,6 +536,17 @@ def _family(arch: str) -> str:
     return "cnn"
 
 
+def _fit_family(model: nn.Module, data, family: str, *, epochs: int, seed: int, lr: Optional[float] = None,
+                **kwargs):
+    """:func:`neuronlab.train.fit` with the protocol of :data:`FAMILY_DEFAULTS` (``lr`` may override)."""
+    from .train import fit
+
+    defaults = FAMILY_DEFAULTS[family]
+    return fit(model, data, epochs=epochs, lr=lr or defaults["lr"], optimizer=defaults["optimizer"],
+               momentum=defaults["momentum"], weight_decay=defaults["weight_decay"],
+               scheduler=defaults["scheduler"], seed=seed, progress=False, **kwargs)
+
+
 def _resolve_target(model: nn.Module, layer: str, is_graph: bool, warm_x, warm_y, num_classes: int):
     if layer == "logits":
         return [logits_layer(model)]
@@ -581,7 +586,6 @@ def train_nsr_run(data, *, arch: str, method: str, seed: int, epochs: int, layer
     """
     from . import regularizers
     from .data import random_crop_flip
-    from .train import fit
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
@@ -616,10 +620,8 @@ def train_nsr_run(data, *, arch: str, method: str, seed: int, epochs: int, layer
             return random_crop_flip(x, generator=generator)
     try:
         with hooks:  # only the terms that record responses register hooks, and only for this run
-            history = fit(model, data, epochs=epochs, lr=lr or defaults["lr"], optimizer=defaults["optimizer"],
-                          momentum=defaults["momentum"], weight_decay=defaults["weight_decay"],
-                          scheduler=defaults["scheduler"], augment=augment, batch_size=batch_size, seed=seed,
-                          progress=False, extra_losses=extra, device=device)
+            history = _fit_family(model, data, family, epochs=epochs, seed=seed, extra_losses=extra, lr=lr,
+                                  augment=augment, batch_size=batch_size, device=device)
     except FloatingPointError as err:  # a too strong penalty can make training diverge: a result, not a crash
         nan = float("nan")
         return {"test_error": nan, "val_error": nan, "best_epoch": -1, "layer": "+".join(targets),
@@ -651,22 +653,18 @@ def steadiness_history(data, *, arch: str = "MLP-4", lam: float = 0.0, layer: st
     responses of the ``watch`` layers (default: every ``nn.Linear``) as ``icv_<layer>`` columns.
 
     Returns ``(model, history)``. The chapter's curves and :func:`lambda_explorer` use it."""
-    from .train import fit
-
     family = _family(arch)
     if family == "gnn":
         raise ValueError("steadiness_history is for dense inputs; use train_nsr_run for graphs")
-    defaults = FAMILY_DEFAULTS[family]
     torch.manual_seed(seed)
     model = build_model(arch, data)
     watch = list(watch) if watch is not None else [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     targets = _resolve_target(model, layer, False, data.x_train[:1000], data.y_train[:1000], data.num_classes)
-    term = NeuronSteadiness(model, targets, data.num_classes, lam=lam, memory=memory or defaults["memory"])
+    term = NeuronSteadiness(model, targets, data.num_classes, lam=lam,
+                            memory=memory or FAMILY_DEFAULTS[family]["memory"])
     with term if lam else contextlib.nullcontext():
-        history = fit(model, data, epochs=epochs, lr=defaults["lr"], optimizer=defaults["optimizer"],
-                      momentum=defaults["momentum"], weight_decay=defaults["weight_decay"],
-                      scheduler=defaults["scheduler"], seed=seed, progress=False, device=device,
-                      extra_losses={"nsr": term} if lam else None, metrics=variance_metrics(watch))
+        history = _fit_family(model, data, family, epochs=epochs, seed=seed, device=device,
+                              extra_losses={"nsr": term} if lam else None, metrics=variance_metrics(watch))
     return model.cpu(), history
 
 
@@ -859,10 +857,7 @@ def experiment_grid(name: str, profile: str = "quick") -> list:
     mlp4 = dict(experiment="mlp", dataset=dataset, arch="MLP-4", epochs=epochs)
     grid: list = []
     if name == "mlp":
-        for arch in MLP_ARCHS:
-            base = dict(mlp4, arch=arch)
-            grid += runs(base, method="vanilla", layer="logits")
-            grid += runs(base, method="nsr", layer="logits") + runs(base, method="nsr", layer="auto")
+        grid = [dict(config, experiment="mlp") for config in mlp_grid(profile)]
     elif name == "lambda":
         for lam in LAMBDA_CURVE:
             grid += runs(dict(mlp4, experiment="lambda"), method="nsr", layer="logits", lam=lam)

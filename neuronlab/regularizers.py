@@ -52,20 +52,31 @@ def _weights(model: nn.Module, layers: Optional[Iterable[str]] = None) -> Sequen
     return [found[n] for n in layers]
 
 
-class ActivationL1:
-    """L1 penalty on the responses of ``layers`` (mean over samples of the L1 norm of each response)."""
+class _RecordingTerm:
+    """A loss term that reads layer responses through ``self._recorder`` (a :class:`ResponseRecorder` with
+    the autograd graph kept): a context manager whose hooks live inside the ``with`` block only."""
 
-    def __init__(self, model: nn.Module, layers, lam: float):
-        self.lam = _check_lam(lam)
-        self._recorder = ResponseRecorder(model, layers, detach=False, reduce="flatten")
+    _recorder: ResponseRecorder
 
-    def __enter__(self) -> "ActivationL1":
+    def __enter__(self):
         self._recorder.__enter__()
         return self
 
     def __exit__(self, *exc) -> bool:
         self._recorder.remove()
         return False
+
+    def remove(self) -> None:
+        """Remove the hooks (``__exit__`` does this)."""
+        self._recorder.remove()
+
+
+class ActivationL1(_RecordingTerm):
+    """L1 penalty on the responses of ``layers`` (mean over samples of the L1 norm of each response)."""
+
+    def __init__(self, model: nn.Module, layers, lam: float):
+        self.lam = _check_lam(lam)
+        self._recorder = ResponseRecorder(model, layers, detach=False, reduce="flatten")
 
     def __call__(self, ctx=None) -> torch.Tensor:
         if not self._recorder.active:
