@@ -1,19 +1,18 @@
 """neuronlab: neuron-level methods for understanding and training deep networks.
 
-One module per concern (see the book's API page):
+Built in floors, each importing only from the floors below (see the book's API page):
 
-* :mod:`neuronlab.config` -- profiles (``quick``/``full``), seeds, devices, the data folder
-* :mod:`neuronlab.data` -- ``load_dataset(name)``: offline and downloadable datasets
-* :mod:`neuronlab.models` -- the papers' MLPs, a small CNN, CIFAR ResNet-18 / VGG-19, GCN, GraphSAGE
-* :mod:`neuronlab.probe` -- record layer responses with forward hooks that are always removed
-* :mod:`neuronlab.train` -- a small seeded, resumable training loop
-* :mod:`neuronlab.runs` -- save every finished run of a sweep; resume after a crash
-* :mod:`neuronlab.init` -- Xavier, He, orthogonal, LSUV
-* :mod:`neuronlab.campaign` -- Chapter 2: Neuron Campaign initialization (IBCI)
-* :mod:`neuronlab.nsr` -- Chapter 3: Neuron Steadiness Regularization and intra-class statistics
-* :mod:`neuronlab.regularizers` -- L1, L2, Jacobian and orthogonality terms NSR is compared with
-* :mod:`neuronlab.cooperating` -- Chapter 4: activation patterns, layer perplexity, nodes as classifiers
-* :mod:`neuronlab.signal` -- Chapter 1: vanishing and exploding signals
+1. foundations: :mod:`~neuronlab.config` (profiles, seeds, devices, folders), :mod:`~neuronlab.data`
+   (``load_dataset(name)``), :mod:`~neuronlab.models` (``build_model(name, data)``),
+   :mod:`~neuronlab.probe` (record layer responses), :mod:`~neuronlab.train` (a seeded, resumable
+   training loop), :mod:`~neuronlab.runs` (sweeps that survive a crash), :mod:`~neuronlab.plots`
+2. shared statistics: :mod:`~neuronlab.classwise` (labels, class moments, intra-class variance)
+3. methods: :mod:`~neuronlab.init` and :mod:`~neuronlab.signal` (Chapter 1), :mod:`~neuronlab.campaign`
+   (Chapter 2), :mod:`~neuronlab.nsr` and :mod:`~neuronlab.regularizers` (Chapter 3),
+   :mod:`~neuronlab.cooperating` (Chapter 4)
+4. :mod:`~neuronlab.experiments`: the papers' tables, grids and runs, one module per chapter, and the
+   command line ``python -m neuronlab.experiments``
+5. :mod:`~neuronlab.widgets`: interactive explorers
 
 Submodules are imported lazily so that ``import neuronlab`` stays fast.
 """
@@ -22,7 +21,8 @@ from importlib import import_module
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("config", "data", "models", "probe", "train", "runs", "init", "signal", "campaign", "nsr", "regularizers", "cooperating")
+_SUBMODULES = ("config", "data", "models", "probe", "train", "runs", "plots", "classwise", "init", "signal",
+               "campaign", "nsr", "regularizers", "cooperating", "experiments", "widgets")
 __all__ = list(_SUBMODULES) + ["__version__"]
 
 

@@ -44,30 +44,29 @@ information only; ``"iim"``: input information only; ``"random"``: the same cand
 with random scores, a control), and LSUV on top (``lsuv_(model, x, orthogonal=False)`` rescales the
 elected weights without changing their directions).
 
-The module also holds the reproduction of the paper's Tables 1 and 2 (:func:`train_campaign_run`,
-:func:`comparison_table`, :data:`PAPER_TABLE1`, :data:`PAPER_TABLE2`), runnable from the command line::
-
-    python -m neuronlab.campaign --profile full --runs runs/ch02
+The paper's experiments (Tables 1 and 2, Fashion-MNIST, a small CNN) are in
+:mod:`neuronlab.experiments.ch02_campaign` (``python -m neuronlab.experiments ch02``).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .init import _forward_call_order, fan_in_out, he_, lsuv_, weight_layers, xavier_
+from .classwise import check_labels, class_means, class_moments
+from .init import fan_in_out, weight_layers
+from .probe import forward_call_order
 
 __all__ = [
     "MODES",
+    "BASES",
     "Election",
     "LayerCampaign",
     "information_scores",
@@ -76,17 +75,6 @@ __all__ = [
     "select_neurons",
     "best_class_groups",
     "campaign_",
-    "PAPER_TABLE1",
-    "PAPER_TABLE2",
-    "METHODS",
-    "ARCHITECTURES",
-    "BASES",
-    "PROFILE_SETTINGS",
-    "initialize_for_method",
-    "build_model",
-    "train_campaign_run",
-    "comparison_table",
-    "reproduction_grid",
 ]
 
 #: Scoring modes of :func:`campaign_`, the full criterion and the three ablations.
@@ -96,27 +84,6 @@ BASES = ("xavier", "he")
 
 
 # ----------------------------------------------------------------------------------------------- scores
-def _check_labels(labels: torch.Tensor, n: int, num_classes: Optional[int]) -> int:
-    if not isinstance(labels, torch.Tensor):
-        raise TypeError(f"labels must be a tensor of class indices, got {type(labels).__name__}")
-    if labels.dim() != 1 or labels.shape[0] != n:
-        raise ValueError(f"labels must have shape [{n}] (one class index per sample), got {tuple(labels.shape)}")
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
-    if n == 0:
-        raise ValueError("no samples: the campaign needs data to score candidates on")
-    if labels.min() < 0 or (num_classes is not None and labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in 0..{(num_classes or 0) - 1 if num_classes else 'K-1'}, "
-                         f"got values from {labels.min().item()} to {labels.max().item()}")
-    num_classes = int(labels.max().item()) + 1 if num_classes is None else int(num_classes)
-    counts = torch.bincount(labels, minlength=num_classes)
-    missing = torch.nonzero(counts == 0).flatten().tolist()
-    if missing:
-        raise ValueError(f"class(es) {missing} have no sample in the data: the target information needs every "
-                         f"class; pass a stratified sample (or num_classes= matching the labels present)")
-    return num_classes
-
-
 def information_scores(responses: torch.Tensor, labels: torch.Tensor, num_classes: Optional[int] = None
                        ) -> Dict[str, torch.Tensor]:
     r"""Per-neuron information terms of the IBCI criterion, from responses ``[N, C]`` and labels ``[N]``.
@@ -132,19 +99,15 @@ def information_scores(responses: torch.Tensor, labels: torch.Tensor, num_classe
 
     Classes are weighted equally. With balanced classes the law of total variance gives
     ``input**2 == between + within``. Computed with two matrix products (class sums and sums of squares),
-    in float64.
+    in float64 (:func:`neuronlab.classwise.class_moments`). Every class ``0..K-1`` must occur.
     """
     if responses.dim() != 2:
         raise ValueError(f"responses must be [samples, neurons], got shape {tuple(responses.shape)}")
-    num_classes = _check_labels(labels, responses.shape[0], num_classes)
+    labels, num_classes = check_labels(labels, responses.shape[0], num_classes, every_class=True)
     if not torch.isfinite(responses).all():
         raise ValueError("responses contain NaN or inf: check the input data and the layers before this one")
     z = responses.double()
-    onehot = F.one_hot(labels.to(z.device), num_classes).double()  # [N, K]
-    counts = onehot.sum(0)[:, None]  # [K, 1]
-    means = onehot.T @ z / counts  # [K, C]
-    second = onehot.T @ (z * z) / counts
-    within_each = (second - means**2).clamp_min(0.0)
+    _, means, within_each = class_moments(z, labels, num_classes)  # [K, C] each
     between = means.var(dim=0, unbiased=False)
     within = within_each.mean(dim=0)
     return {"input": z.std(dim=0, unbiased=False), "between": between, "within": within,
@@ -301,6 +264,19 @@ def select_neurons(candidates: torch.Tensor, scores: torch.Tensor, k: int, *,
     Raises:
         ValueError: ``k`` larger than the number of candidates or below 1, mismatched shapes, negative or
             non-finite scores, a zero candidate.
+
+    Example:
+        Three candidates in the plane; the best score is elected first, then the candidate whose score
+        times new fraction is largest (:math:`0.9 \cdot 0.707 > 0.6 \cdot 1`):
+
+        >>> import torch
+        >>> w = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
+        >>> select_neurons(w, torch.tensor([1.0, 0.9, 0.6]), 2).indices
+        tensor([0, 1])
+        >>> select_neurons(w, torch.tensor([1.0, 0.9, 0.65]), 2).indices
+        tensor([0, 2])
+        >>> select_neurons(w, torch.ones(3), 3).rounds  # 3 picks in 2-D: a second round
+        tensor([0, 0, 1])
     """
     if candidates.dim() != 2:
         raise ValueError(f"candidates must be [C, d] (one row per neuron), got shape {tuple(candidates.shape)}")
@@ -349,10 +325,9 @@ def select_neurons(candidates: torch.Tensor, scores: torch.Tensor, k: int, *,
 def best_class_groups(responses: torch.Tensor, labels: torch.Tensor, num_classes: Optional[int] = None
                       ) -> torch.Tensor:
     """The official code's grouping: each candidate's group is the class with its largest mean response."""
-    num_classes = _check_labels(labels, responses.shape[0], num_classes)
-    onehot = F.one_hot(labels.to(responses.device), num_classes).to(responses.dtype)
-    means = onehot.T @ responses / onehot.sum(0)[:, None]
-    return means.argmax(dim=0).cpu()
+    labels, num_classes = check_labels(labels, responses.shape[0], num_classes, every_class=True)
+    return class_means(responses, labels, num_classes).argmax(dim=0).cpu()
+
 
 
 # ------------------------------------------------------------------------------------------- campaign
@@ -385,11 +360,13 @@ class LayerCampaign:
         mask[self.election.indices] = True
         return mask
 
-    def frame(self) -> pd.DataFrame:
-        """One row per candidate: input and target information, score, elected or not."""
-        return pd.DataFrame({"layer": self.name, "input_info": self.info["input"].numpy(),
-                             "target_info": self.info["target"].numpy(), "score": self.scores.numpy(),
-                             "elected": self.elected.numpy()})
+    def table(self) -> Dict[str, np.ndarray]:
+        """One array per column, one entry per candidate: ``layer``, ``input_info``, ``target_info``,
+        ``score`` and ``elected`` (e.g. ``pandas.DataFrame(report["fc1"].table())``)."""
+        n = self.candidates.shape[0]
+        return {"layer": np.full(n, self.name), "input_info": self.info["input"].numpy(),
+                "target_info": self.info["target"].numpy(), "score": self.scores.numpy(),
+                "elected": self.elected.numpy()}
 
 
 class _StopForward(Exception):
@@ -482,6 +459,19 @@ def campaign_(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, base: str =
         batch_size: samples per forward chunk.
         generator: for the candidates (and the random scores); pass a seeded one for reproducibility.
         return_report: also return ``{layer name: LayerCampaign}``.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x, y = torch.randn(60, 8, generator=g), torch.arange(3).repeat(20)
+        >>> model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 3))
+        >>> model, report = campaign_(model, x, y, generator=g, return_report=True)
+        >>> [(name, r.alpha, r.candidates.shape[0]) for name, r in report.items()]
+        [('0', 1.0, 20), ('2', 0.0, 15)]
+        >>> w = model[0].weight  # the elected neurons are orthogonal: W W^T is diagonal
+        >>> torch.allclose(w @ w.T, torch.diag((w * w).sum(dim=1)), atol=1e-6)
+        True
     """
     if base not in BASES:
         raise ValueError(f"unknown base scheme {base!r}; choose one of {BASES}")
@@ -495,7 +485,7 @@ def campaign_(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, base: str =
         raise TypeError(f"x must be a tensor of inputs, got {type(x).__name__}")
     if not torch.isfinite(x).all():
         raise ValueError("x contains NaN or inf: clean or standardize the data first")
-    num_classes = _check_labels(y, x.shape[0], num_classes)
+    y, num_classes = check_labels(y, x.shape[0], num_classes, every_class=True)
 
     all_layers = dict(weight_layers(model))
     chosen = list(all_layers) if layers is None else list(layers)
@@ -508,7 +498,7 @@ def campaign_(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, base: str =
     was_training = model.training
     model.eval()
     try:
-        order = _forward_call_order(model, x[:2], [(n, all_layers[n]) for n in chosen])
+        order = forward_call_order(model, x[:2], [(n, all_layers[n]) for n in chosen])
     except RuntimeError as err:
         model.train(was_training)
         raise ValueError(f"campaign_: the data (shape {tuple(x.shape)}) does not fit the model: {err}") from err
@@ -557,198 +547,3 @@ def campaign_(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, base: str =
     finally:
         model.train(was_training)
     return (model, report) if return_report else model
-
-
-# ------------------------------------------------------------------------------------------ reproduction
-#: The paper's Table 1 on MNIST, minimum test error (%) with its std and the epoch of the minimum,
-#: as ``{(base, architecture): {method: (mean, std, epoch)}}``.
-PAPER_TABLE1: Dict[Tuple[str, str], Dict[str, Tuple[float, float, int]]] = {
-    ("xavier", "IBCI-2"): {"vanilla": (2.04, 0.03, 75), "lsuv": (2.05, 0.06, 51), "ibci": (1.93, 0.06, 60)},
-    ("xavier", "IBCI-3"): {"vanilla": (1.82, 0.05, 52), "lsuv": (1.80, 0.07, 63), "ibci": (1.71, 0.09, 36)},
-    ("xavier", "IBCI-5"): {"vanilla": (2.83, 0.16, 98), "lsuv": (3.13, 0.17, 69), "ibci": (2.53, 0.09, 78)},
-    ("he", "IBCI-2"): {"vanilla": (2.03, 0.03, 65), "lsuv": (2.00, 0.04, 70), "ibci": (1.93, 0.07, 57)},
-    ("he", "IBCI-3"): {"vanilla": (1.83, 0.05, 54), "lsuv": (1.86, 0.07, 71), "ibci": (1.73, 0.04, 35)},
-    ("he", "IBCI-5"): {"vanilla": (2.76, 0.07, 80), "lsuv": (2.90, 0.12, 77), "ibci": (2.62, 0.08, 73)},
-}
-#: The paper's Table 2 (the ablation on MNIST) in the layout of :data:`PAPER_TABLE1`, with the methods IBCI,
-#: TIE (target information only) and IIM (input information only).
-PAPER_TABLE2: Dict[Tuple[str, str], Dict[str, Tuple[float, float, int]]] = {
-    ("xavier", "IBCI-2"): {"ibci": (1.93, 0.06, 60), "tie": (2.04, 0.07, 58), "iim": (2.07, 0.09, 84)},
-    ("xavier", "IBCI-3"): {"ibci": (1.71, 0.09, 36), "tie": (1.82, 0.03, 43), "iim": (1.82, 0.05, 52)},
-    ("xavier", "IBCI-5"): {"ibci": (2.53, 0.09, 78), "tie": (2.68, 0.05, 82), "iim": (2.57, 0.09, 84)},
-    ("he", "IBCI-2"): {"ibci": (1.93, 0.07, 57), "tie": (2.07, 0.06, 59), "iim": (2.034, 0.09, 62)},
-    ("he", "IBCI-3"): {"ibci": (1.73, 0.04, 35), "tie": (1.83, 0.07, 42), "iim": (1.856, 0.05, 55)},
-    ("he", "IBCI-5"): {"ibci": (2.62, 0.08, 73), "tie": (2.89, 0.11, 74), "iim": (2.67, 0.12, 86)},
-}
-#: Initialization methods of the reproduction, namely the base scheme alone, LSUV on top of it, the
-#: campaign and its ablations.
-METHODS = ("vanilla", "lsuv", "ibci", "tie", "iim", "random")
-#: The paper's three MLPs, named as in :func:`neuronlab.models.paper_mlp` (IBCI names count weight layers).
-ARCHITECTURES = ("IBCI-2", "IBCI-3", "IBCI-5")
-METHOD_LABELS = {"vanilla": "Vanilla", "lsuv": "LSUV", "ibci": "IBCI", "tie": "TIE", "iim": "IIM",
-                 "random": "random election"}
-
-
-def initialize_for_method(model: nn.Module, method: str, base: str, x: torch.Tensor, y: torch.Tensor,
-                          generator: torch.Generator) -> nn.Module:
-    """Initialize ``model`` in place the way a reproduction row does.
-
-    ``"vanilla"``: ``base`` alone; ``"lsuv"``: ``base`` then LSUV rescaling (the paper pairs LSUV with
-    Xavier and with He, so the rescaling keeps the base directions: ``orthogonal=False``); ``"ibci"``,
-    ``"tie"``, ``"iim"``, ``"random"``: a campaign with ``base`` candidates; a campaign name followed by
-    ``"+lsuv"`` (e.g. ``"ibci+lsuv"``): the campaign, then LSUV rescaling.
-    """
-    if base not in BASES:
-        raise ValueError(f"unknown base scheme {base!r}; choose one of {BASES}")
-    core, plus_lsuv = (method[:-len("+lsuv")], True) if method.endswith("+lsuv") else (method, False)
-    if core == "lsuv":
-        core, plus_lsuv = "vanilla", True
-    if core == "vanilla":
-        (xavier_ if base == "xavier" else he_)(model, generator=generator)
-    elif core in MODES:
-        campaign_(model, x, y, base=base, mode=core, generator=generator)
-    else:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS} (a campaign may end in '+lsuv')")
-    if plus_lsuv:
-        lsuv_(model, x[:1000], orthogonal=False)
-    return model
-
-
-def build_model(arch: str, data) -> nn.Module:
-    """``"IBCI-2"``, ``"IBCI-3"``, ``"IBCI-5"`` (:func:`neuronlab.models.paper_mlp`) or ``"SmallCNN-a-b"``
-    (:class:`neuronlab.models.SmallCNN` with ``a`` and ``b`` channels, for image tensors ``[N, C, H, W]``)."""
-    from .models import SmallCNN, paper_mlp
-
-    if arch.upper().startswith("SMALLCNN"):
-        if data.x_train.dim() != 4:
-            raise ValueError(f"{arch} needs images [N, C, H, W]; load the dataset with flatten=False")
-        channels = tuple(int(c) for c in arch.split("-")[1:]) or (32, 64)
-        return SmallCNN(in_channels=data.x_train.shape[1], num_classes=data.num_classes, channels=channels,
-                        image_size=data.x_train.shape[-1])
-    return paper_mlp(arch)
-
-
-def train_campaign_run(data, *, arch: str, base: str, method: str, seed: int, epochs: int, lr: float = 0.1,
-                       batch_size: int = 100, dataset: Optional[str] = None, **_: object) -> Dict:
-    """One row of the reproduction: build ``arch`` (:func:`build_model`), initialize it by ``method``
-    (:func:`initialize_for_method`) on the training split, train
-    with plain SGD (the official protocol: lr 0.1, batch 100, no momentum) and summarize.
-
-    Returns a JSON-ready dict: ``min_test_error`` (%, the paper's metric) and ``epoch_of_min``, the test
-    error at the best validation epoch and that epoch (our honest metric: no peeking at the test set),
-    the per-epoch test error and training loss, and the seconds spent initializing and per epoch.
-    Extra configuration keys (e.g. ``profile``) are accepted and ignored.
-    """
-    from .train import fit
-
-    if dataset is not None and dataset != data.name:
-        raise ValueError(f"the configuration says dataset={dataset!r} but the data passed is {data.name!r}")
-    torch.manual_seed(seed)
-    model = build_model(arch, data)
-    generator = torch.Generator().manual_seed(seed)
-    start = time.perf_counter()
-    initialize_for_method(model, method, base, data.x_train, data.y_train, generator)
-    init_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    history = fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, progress=False)
-    train_seconds = time.perf_counter() - start
-    table = history.table
-    return {
-        "min_test_error": float(history.min_test_error),
-        "epoch_of_min": int(history.epoch_of_min_test_error),
-        "test_error_at_best_val": float(history.test_error_at_best),
-        "best_val_epoch": int(history.best_epoch),
-        "test_error_curve": (100 * (1 - table["test_acc"])).round(3).tolist(),
-        "train_loss_curve": table["train_loss"].astype(float).round(5).tolist(),
-        "init_seconds": init_seconds,
-        "epoch_seconds": train_seconds / epochs,
-    }
-
-
-def _cell(mean: float, std: float, epoch: float) -> str:
-    from .runs import format_mean_std
-
-    return f"{format_mean_std(mean, std)} ({epoch:.0f})"
-
-
-def comparison_table(table: pd.DataFrame, paper: Mapping[Tuple[str, str], Mapping[str, Tuple[float, float, int]]],
-                     methods: Sequence[str], value: str = "min_test_error", epoch: str = "epoch_of_min"
-                     ) -> pd.DataFrame:
-    """Paper beside ours: one row per (base, architecture), for each method a "paper" and an "ours" column
-    with ``mean ± std (epoch)``: error in %, epoch of the minimum as a mean over seeds.
-
-    Args:
-        table: runs with columns ``base``, ``arch``, ``method``, ``value`` and ``epoch`` (a
-            :meth:`neuronlab.runs.RunStore.table`).
-        paper: :data:`PAPER_TABLE1` or :data:`PAPER_TABLE2`; a method the paper lacks shows "–".
-        methods: which methods, in order.
-    """
-    missing = [c for c in ("base", "arch", "method", value, epoch) if c not in table.columns]
-    if missing:
-        raise KeyError(f"columns {missing} not in the table; it has {list(table.columns)}")
-    rows = []
-    for (base, arch), group in table.groupby(["base", "arch"], sort=False):
-        row = {"init": {"xavier": "Xavier", "he": "He"}[base], "layers": arch.split("-")[1],
-               "seeds": int(group["seed"].nunique()) if "seed" in group else len(group)}
-        for method in methods:
-            runs_ = group[group["method"] == method]
-            ref = paper.get((base, arch), {}).get(method)
-            label = METHOD_LABELS.get(method, method)
-            row[f"{label} (paper)"] = _cell(*ref) if ref else "–"
-            row[f"{label} (ours)"] = _cell(runs_[value].mean(), runs_[value].std(), runs_[epoch].mean()) \
-                if len(runs_) else "–"
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-#: Settings of the reproduction per profile (dataset, epochs and seeds).
-PROFILE_SETTINGS = {
-    "quick": dict(dataset="mnist-5k", epochs=20, seeds=[0, 1, 2]),
-    "full": dict(dataset="mnist", epochs=101, seeds=[0, 1, 2, 3, 4]),
-}
-
-
-def reproduction_grid(profile: str, methods: Sequence[str] = METHODS, archs: Sequence[str] = ARCHITECTURES,
-                      bases: Sequence[str] = BASES, seeds: Optional[Sequence[int]] = None,
-                      epochs: Optional[int] = None, dataset: Optional[str] = None) -> List[Dict]:
-    """The run configurations of the reproduction (one dict per run) for a profile; ``seeds``, ``epochs``
-    and ``dataset`` override the profile's settings (:data:`PROFILE_SETTINGS`)."""
-    settings = PROFILE_SETTINGS[profile]
-    return [dict(dataset=dataset or settings["dataset"], arch=arch, base=base, method=method, lr=0.1, batch_size=100,
-                 epochs=epochs or settings["epochs"], seed=seed)
-            for base in bases for arch in archs for method in methods
-            for seed in (seeds if seeds is not None else settings["seeds"])]
-
-
-def main(argv: Optional[Sequence[str]] = None) -> pd.DataFrame:
-    """Command-line entry point: run (or resume) the reproduction sweep and print both tables."""
-    from .config import get_profile
-    from .data import load_dataset
-    from .runs import RunStore
-
-    parser = argparse.ArgumentParser(prog="python -m neuronlab.campaign",
-                                     description="Reproduce IBCI Tables 1 and 2 (Mao et al., CIKM 2021).")
-    parser.add_argument("--profile", default=None, help="quick (default: mnist-5k) or full (MNIST, 101 epochs)")
-    parser.add_argument("--runs", default="runs/ch02", help="folder where every finished run is saved")
-    parser.add_argument("--seeds", type=int, nargs="*", default=None)
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--dataset", default=None, help="override the profile's dataset, e.g. fashion-mnist")
-    parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--archs", nargs="*", default=list(ARCHITECTURES), choices=ARCHITECTURES)
-    args = parser.parse_args(argv)
-    profile = get_profile(args.profile)
-    grid = reproduction_grid(profile, args.methods, args.archs, seeds=args.seeds, epochs=args.epochs,
-                             dataset=args.dataset)
-    data = load_dataset(grid[0]["dataset"], seed=0, flatten=True)
-    store = RunStore(f"{args.runs}_{grid[0]['dataset']}_{profile}")
-    table = store.sweep(grid, lambda cfg: train_campaign_run(data, **cfg))
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(f"\nTable 1 ({data.name}, {profile} profile): min test error % (epoch of the minimum)")
-        print(comparison_table(table, PAPER_TABLE1, ["vanilla", "lsuv", "ibci"]).to_string(index=False))
-        print(f"\nTable 2 ({data.name}, {profile} profile): ablation")
-        print(comparison_table(table, PAPER_TABLE2, ["ibci", "tie", "iim", "random"]).to_string(index=False))
-    return table
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

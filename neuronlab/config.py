@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
@@ -27,6 +26,7 @@ import torch
 PROFILES = ("quick", "full")
 PROFILE_ENV = "NEURONLAB_PROFILE"
 DATA_ENV = "NEURONLAB_DATA"
+RUNS_ENV = "NEURONLAB_RUNS"
 
 
 def get_profile(profile: Optional[str] = None) -> str:
@@ -62,6 +62,21 @@ def data_dir(root: Optional[Union[str, Path]] = None) -> Path:
     return Path.home() / ".neuronlab" / "data"
 
 
+def runs_dir(root: Optional[Union[str, Path]] = None) -> Path:
+    """Return the folder where new training runs are saved (and read back: sweeps resume from it).
+
+    Order: the ``root`` argument, the ``NEURONLAB_RUNS`` environment variable, ``~/.neuronlab/runs``. The
+    notebooks (``RUNS_DIR``) and the command line (``--runs``) resolve it the same way, so both find the
+    same runs wherever they are started; point it at a mounted Google Drive on Colab.
+    """
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get(RUNS_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".neuronlab" / "runs"
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and PyTorch (CPU and CUDA) and return a fresh ``torch.Generator`` at ``seed``.
 
@@ -89,25 +104,3 @@ def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return f"cpu ({torch.get_num_threads()} threads)"
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """What a notebook states in its first output: profile, dataset and device."""
-
-    profile: str
-    dataset: str
-    device: torch.device
-
-    def __str__(self) -> str:
-        return (
-            f"neuronlab run | profile: {self.profile} | data: {self.dataset} | "
-            f"device: {device_description(self.device)} | torch {torch.__version__}"
-        )
-
-
-def describe_run(profile: Optional[str], dataset: str, device: Optional[Union[str, torch.device]] = None) -> RunInfo:
-    """Resolve profile and device, print the one-line run header and return it as a :class:`RunInfo`."""
-    info = RunInfo(get_profile(profile), dataset, get_device(device))
-    print(info)
-    return info

@@ -14,26 +14,27 @@ layers are ``nn.ReLU`` modules (e.g. :class:`neuronlab.models.MLP` with ``activa
   *discrete* (counts among samples where the node is on / off), *continuous* (a kernel density of the
   activation value per class) or *combined* (continuous when on, discrete when off), and the nodes of a
   layer combined into a layer classifier;
-* :func:`path_sum_gradients`: the SGD update of every weight as a sum over active paths (the seed's
-  formula), to be compared with autograd;
-* :func:`train_cooperating_run` and :func:`label_noise_run`: the experiments of the chapter.
+* :func:`layer_accuracies` (and :func:`layer_accuracies_from_responses`): the layer classifiers' accuracy,
+  layer by layer;
+* :func:`path_sum_gradients` and :func:`count_active_paths`: the SGD update of every weight as a sum over
+  active paths (the seed's formula), to be compared with autograd.
 
-There is no public code for the paper; this module is our reference implementation of its measures.
+There is no public code for the paper; this module is our reference implementation of its measures. The
+chapter's experiments (the depth and width grids, label noise) are in
+:mod:`neuronlab.experiments.ch04_cooperating`.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .classwise import check_labels
 from .probe import collect_responses, resolve_layers
 
 __all__ = [
@@ -44,16 +45,13 @@ __all__ = [
     "LayerPerplexity",
     "NodeClassifiers",
     "layer_accuracies",
+    "layer_accuracies_from_responses",
     "path_sum_gradients",
     "count_active_paths",
-    "corrupt_labels",
-    "relu_mlp",
-    "train_cooperating_run",
-    "label_noise_run",
-    "PROFILE_SETTINGS",
-    "grid_configs",
+    "MODES",
 ]
 
+#: The three readings of a node as a classifier (:class:`NodeClassifiers`).
 MODES = ("discrete", "continuous", "combined")
 
 
@@ -108,7 +106,7 @@ class ActivationPatterns:
         return torch.from_numpy(np.unpackbits(self.bits, axis=1, count=self.width).astype(bool))
 
     def __getitem__(self, index) -> "ActivationPatterns":
-        index = index.numpy() if isinstance(index, torch.Tensor) else index
+        index = index.cpu().numpy() if isinstance(index, torch.Tensor) else index
         return ActivationPatterns(self.bits[index], self.width)
 
     @property
@@ -137,18 +135,11 @@ def activation_patterns(model: nn.Module, x: torch.Tensor, layers: Optional[Iter
 
 
 # ------------------------------------------------------------------------------------------ perplexity
-def _check_labels(labels: Union[torch.Tensor, np.ndarray], n: int, num_classes: Optional[int]) -> Tuple[np.ndarray, int]:
-    labels = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-    if labels.ndim != 1 or labels.shape[0] != n:
-        raise ValueError(f"labels must have shape [{n}] (one per sample), got {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
-    if n == 0:
-        raise ValueError("no samples")
-    k = int(labels.max()) + 1 if num_classes is None else int(num_classes)
-    if labels.min() < 0 or labels.max() >= k:
-        raise ValueError(f"labels must lie in 0..{k - 1}, got {labels.min()}..{labels.max()}")
-    return labels.astype(np.int64), k
+def _labels_array(labels: Union[torch.Tensor, np.ndarray], n: int, num_classes: Optional[int]
+                  ) -> Tuple[np.ndarray, int]:
+    """:func:`neuronlab.classwise.check_labels`, then the labels as an ``int64`` NumPy array (for the sort)."""
+    labels, k = check_labels(labels, n, num_classes)
+    return labels.cpu().numpy().astype(np.int64, copy=False), k
 
 
 def _distinct_keyed_rows(bits: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -160,7 +151,8 @@ def _distinct_keyed_rows(bits: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarr
 
 def _class_of_rows(rows: np.ndarray) -> np.ndarray:
     """The class stored in the first 4 bytes of each keyed row."""
-    return np.frombuffer(rows.tobytes(), dtype=np.uint8).reshape(len(rows), -1)[:, :4].copy().view(">u4").ravel().astype(np.int64)
+    as_bytes = np.frombuffer(rows.tobytes(), dtype=np.uint8).reshape(len(rows), rows.dtype.itemsize)  # also for 0 rows
+    return as_bytes[:, :4].copy().view(">u4").ravel().astype(np.int64)
 
 
 def _perplexity_from_counts(classes: np.ndarray, counts: np.ndarray, num_classes: int) -> np.ndarray:
@@ -181,8 +173,22 @@ def layer_perplexity(patterns: ActivationPatterns, labels: Union[torch.Tensor, n
     class uses: 1 if all its samples share one pattern, :math:`N_c` if every sample has its own, and
     exactly :math:`k` for :math:`k` equally frequent patterns. A class with no sample gets NaN; average
     with ``np.nanmean`` for the paper's class-averaged perplexity.
+
+    Args:
+        patterns: the layer's patterns over ``N`` samples (:func:`activation_patterns`).
+        labels: ``[N]`` class indices (tensor or integer array, checked by
+            :func:`neuronlab.classwise.check_labels`).
+        num_classes: :math:`K`; default ``labels.max() + 1``.
+
+    Example:
+        >>> import torch
+        >>> five = ActivationPatterns.from_responses(torch.eye(5).repeat_interleave(3, dim=0))
+        >>> layer_perplexity(five, torch.zeros(15, dtype=torch.long))  # 5 patterns, 3 samples each
+        array([5.])
+        >>> layer_perplexity(five, torch.tensor([0] * 12 + [2] * 3), num_classes=3)  # 4 patterns; none; 1
+        array([ 4., nan,  1.])
     """
-    labels, k = _check_labels(labels, len(patterns), num_classes)
+    labels, k = _labels_array(labels, len(patterns), num_classes)
     rows, counts = _distinct_keyed_rows(patterns.bits, labels)
     return _perplexity_from_counts(_class_of_rows(rows), counts, k)
 
@@ -210,7 +216,7 @@ class LayerPerplexity:
         if self._width is not None and patterns.width != self._width:
             raise ValueError(f"patterns have {patterns.width} nodes, earlier batches had {self._width}")
         self._width = patterns.width
-        labels, _ = _check_labels(labels, len(patterns), self.num_classes)
+        labels, _ = _labels_array(labels, len(patterns), self.num_classes)
         unique, counts = _distinct_keyed_rows(patterns.bits, labels)
         self._rows.append(unique)
         self._counts.append(counts)
@@ -278,14 +284,10 @@ class NodeClassifiers:
         return torch.bmm(hist, self.kernel)  # smooth along the bins
 
     def fit(self, activations: torch.Tensor, labels: torch.Tensor) -> "NodeClassifiers":
-        a = self._check(activations, labels)
-        y = labels.long().cpu()
-        onehot = F.one_hot(y, self.num_classes).double()
+        a = self._check(activations)
+        y, _ = check_labels(labels, a.shape[0], self.num_classes, every_class=True)  # P(c | node) needs every class
+        onehot = F.one_hot(y.cpu(), self.num_classes).double()
         counts = onehot.sum(0)
-        if (counts == 0).any():
-            missing = torch.nonzero(counts == 0).flatten().tolist()
-            raise ValueError(f"class(es) {missing} have no training sample: every class needs samples to "
-                             "estimate P(class | node)")
         self.prior = counts / counts.sum()
         on = (a > 0).double()
         self.count_on = onehot.T @ on  # [K, nodes]
@@ -300,7 +302,7 @@ class NodeClassifiers:
         self.fitted = True
         return self
 
-    def _check(self, activations: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def _check(self, activations: torch.Tensor) -> torch.Tensor:
         if not isinstance(activations, torch.Tensor) or activations.dim() != 2:
             raise ValueError("activations must be a [samples, nodes] tensor of post-ReLU values")
         a = activations.detach().double().cpu()
@@ -309,8 +311,6 @@ class NodeClassifiers:
         if (a < 0).any():
             raise ValueError("activations are negative somewhere: pass post-ReLU outputs (the on/off reading "
                              "needs a ReLU layer)")
-        if labels is not None:
-            _check_labels(labels, a.shape[0], self.num_classes)
         if self.fitted and a.shape[1] != self.count_on.shape[1]:
             raise ValueError(f"fitted on {self.count_on.shape[1]} nodes, got activations of {a.shape[1]}")
         return a
@@ -346,36 +346,46 @@ class NodeClassifiers:
 
     def accuracy(self, activations: torch.Tensor, labels: torch.Tensor, mode: str = "combined") -> float:
         """Fraction of samples whose layer prediction equals the label."""
-        _check_labels(labels, activations.shape[0], self.num_classes)
+        labels, _ = check_labels(labels, activations.shape[0], self.num_classes)
         return (self.layer_proba(activations, mode).argmax(1) == labels.cpu()).double().mean().item()
 
 
 def layer_accuracies(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_eval: torch.Tensor,
                      y_eval: torch.Tensor, num_classes: int, layers: Optional[Iterable[str]] = None,
-                     modes: Sequence[str] = MODES, bins: int = 64) -> pd.DataFrame:
+                     modes: Sequence[str] = MODES, bins: int = 64) -> List[Dict[str, Any]]:
     """Fit :class:`NodeClassifiers` per ReLU layer on ``(x_train, y_train)``, evaluate on ``(x_eval, y_eval)``.
 
-    Returns one row per layer and mode with the layer classifier's accuracy (``"accuracy"``) and the mean
-    accuracy of its single nodes (``"node_accuracy"``: each node's own argmax prediction).
+    The responses are recorded with :func:`neuronlab.probe.collect_responses` (on the model's device,
+    returned on the CPU), so the model may sit on a GPU.
+
+    Returns:
+        One row per layer and mode, in layer order: ``{"layer", "depth", "mode", "accuracy",
+        "node_accuracy"}`` with the layer classifier's accuracy (``"accuracy"``) and the mean accuracy of
+        its single nodes (``"node_accuracy"``: each node's own argmax prediction); ``depth`` counts the
+        hidden layers from 1. ``pandas.DataFrame(rows)`` makes it a table.
     """
     names = relu_layers(model, layers)
-    return _accuracy_table(collect_responses(model, x_train, names, reduce="flatten"), y_train,
-                           collect_responses(model, x_eval, names, reduce="flatten"), y_eval, num_classes, modes, bins)
+    return layer_accuracies_from_responses(collect_responses(model, x_train, names, reduce="flatten"), y_train,
+                                           collect_responses(model, x_eval, names, reduce="flatten"), y_eval,
+                                           num_classes, modes, bins)
 
 
-def _accuracy_table(train_acts: Mapping[str, torch.Tensor], y_train: torch.Tensor,
-                    eval_acts: Mapping[str, torch.Tensor], y_eval: torch.Tensor, num_classes: int,
-                    modes: Sequence[str] = MODES, bins: int = 64) -> pd.DataFrame:
-    """:func:`layer_accuracies` from responses already recorded (``{layer: [N, nodes]}``, in layer order)."""
+def layer_accuracies_from_responses(train_responses: Mapping[str, torch.Tensor], y_train: torch.Tensor,
+                                    eval_responses: Mapping[str, torch.Tensor], y_eval: torch.Tensor,
+                                    num_classes: int, modes: Sequence[str] = MODES, bins: int = 64
+                                    ) -> List[Dict[str, Any]]:
+    """:func:`layer_accuracies` from responses already recorded (``{layer: [N, nodes]}`` post-ReLU values,
+    in layer order), e.g. when the same recording also serves :func:`activation_patterns`."""
     rows = []
-    for depth, name in enumerate(train_acts, start=1):
-        nc = NodeClassifiers(num_classes, bins=bins).fit(train_acts[name], y_train)
+    y_eval = y_eval.cpu()
+    for depth, name in enumerate(train_responses, start=1):
+        nc = NodeClassifiers(num_classes, bins=bins).fit(train_responses[name], y_train)
         for mode in modes:
-            node_pred = nc.node_proba(eval_acts[name], mode).argmax(-1)  # [N, nodes]
+            node_pred = nc.node_proba(eval_responses[name], mode).argmax(-1)  # [N, nodes]
             rows.append({"layer": name, "depth": depth, "mode": mode,
-                         "accuracy": nc.accuracy(eval_acts[name], y_eval, mode),
-                         "node_accuracy": (node_pred == y_eval.cpu()[:, None]).double().mean().item()})
-    return pd.DataFrame(rows)
+                         "accuracy": nc.accuracy(eval_responses[name], y_eval, mode),
+                         "node_accuracy": (node_pred == y_eval[:, None]).double().mean().item()})
+    return rows
 
 
 # ------------------------------------------------------------------------------------------ path view
@@ -393,15 +403,17 @@ def _relu_mlp_weights(model: nn.Module) -> List[nn.Linear]:
 def count_active_paths(model: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
     """Per layer ``i``, an ``[N, n_i]`` tensor: how many paths from node ``j`` of layer ``i`` to an output node
     are active for each sample (every hidden node on the path is on). Output nodes have one path each; a
-    hidden node that is off has none, one that is on has as many as all nodes of the next layer together."""
+    hidden node that is off has none, one that is on has as many as all nodes of the next layer together.
+    ``x`` is sent to the model's device, where the counts are returned."""
     linears = _relu_mlp_weights(model)
+    device = linears[0].weight.device
     with torch.no_grad():
-        a, ons = x.flatten(1), []
+        a, ons = x.flatten(1).to(device), []
         for layer in linears[:-1]:
             z = layer(a)
             ons.append((z > 0).double())
             a = torch.relu(z)
-    counts = [torch.ones(x.shape[0], linears[-1].out_features, dtype=torch.float64)]
+    counts = [torch.ones(x.shape[0], linears[-1].out_features, dtype=torch.float64, device=device)]
     for on in reversed(ons):
         counts.insert(0, on * counts[0].sum(1, keepdim=True))
     return counts
@@ -424,11 +436,13 @@ def path_sum_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: f
     :math:`j` to an output node. Here every path is enumerated explicitly (as an index tensor, so only tiny
     networks fit), the products are taken along it, and the updates are averaged over the batch (the
     gradient of the *mean* cross-entropy). The bias update is the same sum with :math:`a_{i-1,k} = 1`.
-    The result equals ``-lr * grad`` from autograd: the test suite and the chapter check this.
+    The result equals ``-lr * grad`` from autograd: the test suite and the chapter check this. ``x`` and
+    ``y`` are sent to the model's device, where the updates are returned (as autograd's gradients are).
     """
     linears = _relu_mlp_weights(model)
+    device = linears[0].weight.device
     with torch.no_grad():
-        a = [x.flatten(1).double()]
+        a = [x.flatten(1).double().to(device)]
         zs = []
         for layer in linears:
             z = a[-1] @ layer.weight.double().T
@@ -437,183 +451,24 @@ def path_sum_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: f
             zs.append(z)
             a.append(torch.relu(z))
         h = torch.softmax(zs[-1], dim=1)
-        target = F.one_hot(y.long(), h.shape[1]).double()
+        target = F.one_hot(y.long().to(device), h.shape[1]).double()
         error = target - h  # (y - h) at the output, [B, n_N]
         n_layers = len(linears)
         sizes = [layer.out_features for layer in linears]
         updates = []
         for i in range(n_layers):  # 0-based layer index
             # every path from a node of layer i to an output node: [P, n_layers - i] node indices
-            paths = torch.cartesian_prod(*[torch.arange(s) for s in sizes[i:]]).reshape(-1, n_layers - i)
-            gate = torch.ones(x.shape[0], paths.shape[0], dtype=torch.float64)
+            paths = torch.cartesian_prod(*[torch.arange(s, device=device) for s in sizes[i:]]).reshape(-1, n_layers - i)
+            gate = torch.ones(x.shape[0], paths.shape[0], dtype=torch.float64, device=device)
             for step, g in enumerate(range(i, n_layers - 1)):  # T(z) of the hidden nodes on the path
                 gate = gate * (zs[g][:, paths[:, step]] > 0).double()
-            weight = torch.ones(paths.shape[0], dtype=torch.float64)
+            weight = torch.ones(paths.shape[0], dtype=torch.float64, device=device)
             for step, r in enumerate(range(i + 1, n_layers), start=1):  # W_r[I(r), I(r-1)] along the path
                 weight = weight * linears[r].weight.double()[paths[:, step], paths[:, step - 1]]
             contribution = gate * weight[None, :] * error[:, paths[:, -1]]  # [B, P]
-            delta = torch.zeros(x.shape[0], sizes[i], dtype=torch.float64)
+            delta = torch.zeros(x.shape[0], sizes[i], dtype=torch.float64, device=device)
             delta.index_add_(1, paths[:, 0], contribution)  # sum over the paths that start at node j
             d_weight = lr * delta.T @ a[i] / x.shape[0]
             d_bias = lr * delta.mean(0) if linears[i].bias is not None else None
             updates.append((d_weight, d_bias))
     return updates
-
-
-# -------------------------------------------------------------------------------------- experiments
-def corrupt_labels(labels: torch.Tensor, fraction: float, num_classes: int, generator: torch.Generator
-                   ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Replace the labels of a random ``fraction`` of the samples by a different, uniformly drawn class
-    (Zhang et al. 2017 draw uniformly, so a tenth keep their label by chance; we always change it, so that
-    "corrupted" means wrong). Returns ``(noisy_labels, corrupted_mask)``."""
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
-    n = labels.shape[0]
-    corrupted = torch.zeros(n, dtype=torch.bool)
-    chosen = torch.randperm(n, generator=generator)[: int(round(fraction * n))]
-    corrupted[chosen] = True
-    shift = torch.randint(1, num_classes, (n,), generator=generator)
-    noisy = torch.where(corrupted, (labels + shift) % num_classes, labels)
-    return noisy, corrupted
-
-
-def relu_mlp(in_features: int, depth: int, width: int, num_classes: int, seed: int) -> nn.Module:
-    """The paper's network: ``depth`` hidden ReLU layers of ``width`` nodes, Glorot-uniform weights ("normalized
-    uniform" initialization), zero biases, no BatchNorm or dropout; seeded."""
-    from .init import xavier_
-    from .models import MLP
-
-    torch.manual_seed(seed)
-    model = MLP([in_features] + [width] * depth + [num_classes], activation="relu")
-    return xavier_(model, distribution="uniform", generator=torch.Generator().manual_seed(seed))
-
-
-def _class_mean_perplexity(patterns: ActivationPatterns, labels: torch.Tensor, num_classes: int,
-                           mask: Optional[torch.Tensor] = None) -> Tuple[float, float]:
-    """Class-averaged perplexity of the samples in ``mask``, and the same divided by the class sizes."""
-    if mask is not None:
-        idx = torch.nonzero(mask).flatten()
-        if len(idx) == 0:
-            return float("nan"), float("nan")
-        patterns, labels = patterns[idx], labels[idx]
-    perplexity = layer_perplexity(patterns, labels, num_classes)
-    sizes = np.bincount(labels.numpy(), minlength=num_classes).astype(float)
-    sizes[sizes == 0] = np.nan
-    return float(np.nanmean(perplexity)), float(np.nanmean(perplexity / sizes))
-
-
-def train_cooperating_run(data, *, depth: int, width: int, seed: int, max_epochs: int, lr: float = 1e-3,
-                          batch_size: int = 128, patience: int = 5, dataset: Optional[str] = None,
-                          **_: object) -> Dict:
-    """One point of the depth/width grids: a ``depth`` x ``width`` ReLU MLP (Glorot-uniform weights, no
-    BatchNorm, dropout or augmentation) trained with Adam and early stopping on the validation accuracy
-    (``patience`` epochs; the best epoch's weights are restored), then analysed.
-
-    Returns a JSON-ready dict: the test error (%), the epochs trained and the best epoch, and per hidden
-    layer the class-averaged perplexity on the training set and the layer-classifier test accuracy of the
-    three node modes (discrete, continuous, combined).
-    """
-    from .train import fit
-
-    if dataset is not None and dataset != data.name:
-        raise ValueError(f"the configuration says dataset={dataset!r} but the data passed is {data.name!r}")
-    x_train = data.x_train.flatten(1)
-    model = relu_mlp(x_train.shape[1], depth, width, data.num_classes, seed)
-
-    def early_stop(history, _model):
-        return len(history) - history.best_epoch >= patience
-
-    start = time.perf_counter()
-    history = fit(model, data, epochs=max_epochs, lr=lr, optimizer="adam", batch_size=batch_size, seed=seed,
-                  progress=False, keep_best=True, callbacks=[early_stop], device="cpu")
-    history.restore_best(model)
-    train_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    names = relu_layers(model)
-    train_acts = collect_responses(model, x_train, names, reduce="flatten")  # one pass serves both measures
-    perplexity = [_class_mean_perplexity(ActivationPatterns.from_responses(a), data.y_train, data.num_classes)[0]
-                  for a in train_acts.values()]
-    accuracies = _accuracy_table(train_acts, data.y_train,
-                                 collect_responses(model, data.x_test.flatten(1), names, reduce="flatten"),
-                                 data.y_test, data.num_classes)
-    by_mode = {mode: accuracies.loc[accuracies["mode"] == mode, "accuracy"].tolist() for mode in MODES}
-    node_acc = accuracies.loc[accuracies["mode"] == "combined", "node_accuracy"].tolist()
-    return {"test_error": float(history.test_error_at_best), "best_epoch": int(history.best_epoch),
-            "epochs_trained": len(history), "perplexity": perplexity, "layer_accuracy": by_mode,
-            "node_accuracy_combined": node_acc, "train_seconds": train_seconds,
-            "analysis_seconds": time.perf_counter() - start}
-
-
-def label_noise_run(data, *, fraction: float, seed: int, epochs: int, depth: int = 6, width: int = 100,
-                    lr: float = 1e-3, batch_size: int = 128, track_every: int = 5, dataset: Optional[str] = None,
-                    **_: object) -> Dict:
-    """Train on labels of which ``fraction`` are corrupted (:func:`corrupt_labels`), without early stopping,
-    and follow the two systems for clean and corrupted training samples every ``track_every`` epochs.
-
-    Tracked per epoch: test error; training error on clean samples (against their true labels) and on
-    corrupted samples (against their *noisy* labels: 0 means memorized). Per hidden layer: class-averaged
-    perplexity of clean and of corrupted samples (grouped by training label), divided by the class sizes
-    so the two groups compare (1: every sample has its own pattern); and the accuracy of the combined
-    layer classifier fitted on the noisy training set, on clean and on corrupted samples (again against
-    the training labels: how far into the network the noise is memorized).
-    """
-    from .train import fit
-
-    if dataset is not None and dataset != data.name:
-        raise ValueError(f"the configuration says dataset={dataset!r} but the data passed is {data.name!r}")
-    x_train = data.x_train.flatten(1)
-    noisy, corrupted = corrupt_labels(data.y_train, fraction, data.num_classes, torch.Generator().manual_seed(seed))
-    train_data = {"train": (x_train, noisy), "val": (data.x_val.flatten(1), data.y_val),
-                  "test": (data.x_test.flatten(1), data.y_test)}
-    model = relu_mlp(x_train.shape[1], depth, width, data.num_classes, seed)
-    track: List[Dict] = []
-
-    def follow(history, net):
-        epoch = len(history)
-        if epoch % track_every and epoch != 1:
-            return False
-        names = relu_layers(net)
-        output = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)][-1]
-        acts = collect_responses(net, x_train, names + [output], reduce="flatten")  # one pass for everything
-        pred = acts.pop(output).argmax(1)
-        clean = ~corrupted
-        row = {"epoch": epoch, "test_error": 100 * (1 - history.rows[-1]["test_acc"]),
-               "train_error_clean": 100 * (pred[clean] != data.y_train[clean]).double().mean().item(),
-               "train_error_corrupted": 100 * (pred[corrupted] != noisy[corrupted]).double().mean().item()
-               if corrupted.any() else float("nan"),
-               "perplexity_clean": [], "perplexity_corrupted": [], "layer_acc_clean": [], "layer_acc_corrupted": []}
-        for name in names:
-            patterns = ActivationPatterns.from_responses(acts[name])
-            row["perplexity_clean"].append(_class_mean_perplexity(patterns, noisy, data.num_classes, clean)[1])
-            row["perplexity_corrupted"].append(_class_mean_perplexity(patterns, noisy, data.num_classes, corrupted)[1])
-            nc = NodeClassifiers(data.num_classes).fit(acts[name], noisy)
-            hit = (nc.layer_proba(acts[name]).argmax(1) == noisy).double()
-            row["layer_acc_clean"].append(hit[clean].mean().item())
-            row["layer_acc_corrupted"].append(hit[corrupted].mean().item() if corrupted.any() else float("nan"))
-        track.append(row)
-        return False
-
-    fit(model, train_data, epochs=epochs, lr=lr, optimizer="adam", batch_size=batch_size, seed=seed,
-        progress=False, callbacks=[follow], device="cpu")
-    return {"track": track, "corrupted": int(corrupted.sum())}
-
-
-#: Settings of the chapter's experiments per profile. ``quick``: mnist-5k on a CPU, a thinned grid;
-#: ``full``: the paper's grids (depth 1-10 x 100 nodes, width 20-200 x 10 layers) on full MNIST.
-PROFILE_SETTINGS = {
-    "quick": dict(dataset="mnist-5k", depths=[1, 2, 4, 6, 8, 10], widths=[20, 50, 100, 200], seeds=[0, 1],
-                  max_epochs=40, noise_fractions=[0.0, 0.2, 0.4], noise_epochs=60, noise_seeds=[0], track_every=10),
-    "full": dict(dataset="mnist", depths=list(range(1, 11)), widths=list(range(20, 201, 20)), seeds=[0, 1, 2],
-                 max_epochs=300, noise_fractions=[0.0, 0.2, 0.4, 0.6, 0.8], noise_epochs=300, noise_seeds=[0, 1, 2],
-                 track_every=10),
-}
-
-
-def grid_configs(dataset: str, depths: Sequence[int], widths: Sequence[int], seeds: Sequence[int], max_epochs: int,
-                 lr: float = 1e-3, batch_size: int = 128, patience: int = 5) -> List[Dict]:
-    """Run configurations of the two grids: ``depth x 100`` nodes for each depth, and ``10 x width`` for each
-    width (the 10 x 100 network belongs to both and is listed once)."""
-    shapes = [(d, 100) for d in depths] + [(10, w) for w in widths]
-    shapes = list(dict.fromkeys(shapes))
-    return [dict(dataset=dataset, depth=d, width=w, seed=s, max_epochs=max_epochs, lr=lr, batch_size=batch_size,
-                 patience=patience) for d, w in shapes for s in seeds]

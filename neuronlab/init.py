@@ -17,19 +17,21 @@ channels times kernel size):
 * :func:`orthogonal_` -- Saxe et al. (2014): a (semi-)orthogonal matrix, all singular values equal.
 * :func:`lsuv_` -- Mishkin & Matas (2016), *All you need is a good init*: orthogonal, then rescale each
   layer on a batch of data until its output variance is 1.
-* :func:`~neuronlab.campaign.campaign_` -- Mao et al. (2021), Neuron Campaign (IBCI): elect each layer's
-  neurons among many Xavier/He candidates by an information-bottleneck score, keeping them orthogonal
-  (implemented in :mod:`neuronlab.campaign`, available here as ``init.campaign_`` and
-  ``init.select_neurons``).
+* :func:`neuronlab.campaign.campaign_` -- Mao et al. (2021), Neuron Campaign (IBCI): elect each layer's
+  neurons among many Xavier/He candidates by an information-bottleneck score, keeping them orthogonal.
+  It needs data and labels and builds on this module, so it lives one floor up, in
+  :mod:`neuronlab.campaign`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
+
+from .probe import forward_call_order
 
 WEIGHT_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 SCHEMES = ("gaussian", "xavier", "he", "orthogonal", "lsuv")
@@ -150,23 +152,6 @@ def orthogonal_(model: nn.Module, gain: float = 1.0, *, zero_bias: bool = True,
     return model
 
 
-def _forward_call_order(model: nn.Module, x: torch.Tensor, layers: Sequence[Tuple[str, nn.Module]]) -> List[str]:
-    """Names of ``layers`` in the order the forward pass calls them (definition order can differ)."""
-    order: List[str] = []
-    handles = []
-    for name, module in layers:
-        handles.append(module.register_forward_hook(lambda m, i, o, name=name: order.append(name)))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    seen = dict.fromkeys(order)
-    missing = [name for name, _ in layers if name not in seen]
-    return list(seen) + missing
-
-
 @torch.no_grad()
 def lsuv_(model: nn.Module, x: torch.Tensor, *, tol: float = 0.05, max_iter: int = 10, orthogonal: bool = True,
           layers: Optional[Iterable[str]] = None, generator: Optional[torch.Generator] = None,
@@ -193,6 +178,15 @@ def lsuv_(model: nn.Module, x: torch.Tensor, *, tol: float = 0.05, max_iter: int
         orthogonal: start from an orthonormal initialization as in the paper.
         layers: names of the layers to rescale (default: all weight layers).
         return_report: also return ``{layer: {"variance": v, "iterations": k}}``.
+
+    Example:
+        >>> import torch
+        >>> from neuronlab.models import MLP
+        >>> model = MLP([20, 64, 64, 5])
+        >>> x = torch.randn(500, 20, generator=torch.Generator().manual_seed(0))
+        >>> _, report = lsuv_(model, x, generator=torch.Generator().manual_seed(0), return_report=True)
+        >>> [round(r["variance"], 3) for r in report.values()]     # every layer's output variance is 1
+        [1.0, 1.0, 1.0]
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"lsuv_ needs a batch of inputs as a tensor, got {type(x).__name__}")
@@ -222,7 +216,7 @@ def lsuv_(model: nn.Module, x: torch.Tensor, *, tol: float = 0.05, max_iter: int
     x = x.to(device)
     report: Dict[str, Dict[str, float]] = {}
     try:
-        for name in _forward_call_order(model, x, [(n, all_layers[n]) for n in chosen]):
+        for name in forward_call_order(model, x, [(n, all_layers[n]) for n in chosen]):
             layer = all_layers[name]
             captured: List[torch.Tensor] = []
             handle = layer.register_forward_hook(lambda m, i, o: captured.append(o))
@@ -268,16 +262,3 @@ def initialize_(model: nn.Module, scheme: str, x: Optional[torch.Tensor] = None,
             raise ValueError("initialize_(model, 'lsuv') needs a batch of data: pass x=...")
         return lsuv_(model, x, generator=generator, **kwargs)
     raise ValueError(f"Unknown initialization scheme {scheme!r}; choose one of {SCHEMES}.")
-
-
-_CAMPAIGN_NAMES = ("campaign_", "select_neurons")
-
-
-def __getattr__(name):
-    # Neuron Campaign lives in neuronlab.campaign (it needs the functions above); it is re-exported here
-    # lazily so that ``init.campaign_`` works without a circular import.
-    if name in _CAMPAIGN_NAMES:
-        from . import campaign
-
-        return getattr(campaign, name)
-    raise AttributeError(f"module 'neuronlab.init' has no attribute {name!r}")

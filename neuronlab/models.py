@@ -19,9 +19,11 @@ Depth conventions differ between the papers this book reproduces, for the *same*
 from __future__ import annotations
 
 import copy
+import math
+import re
 import warnings
 from collections import OrderedDict
-from typing import Callable, Dict, List, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -37,6 +39,7 @@ __all__ = [
     "GCN",
     "GraphSAGE",
     "count_parameters",
+    "build_model",
 ]
 
 #: Activation names accepted by :class:`MLP`, mapped to the module class built for each hidden layer.
@@ -426,3 +429,89 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     parameters, and are not counted.
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def _sizes_of(data: Any) -> Dict[str, Optional[int]]:
+    """Input and output sizes read off a dataset: dense splits (``x_train``) or a graph (``num_features``)."""
+    if data is None:
+        return {}
+    sizes: Dict[str, Optional[int]] = {"num_classes": getattr(data, "num_classes", None)}
+    x = getattr(data, "x_train", None)
+    if x is not None:
+        sizes.update(in_features=math.prod(x.shape[1:]), in_channels=x.shape[1] if x.dim() == 4 else None,
+                     image_size=x.shape[-1] if x.dim() == 4 else None, images=x.dim() == 4)
+    elif getattr(data, "num_features", None) is not None:
+        sizes["in_features"] = int(data.num_features)
+    return sizes
+
+
+def build_model(name: str, data: Any = None, *, activation: str = "relu", batchnorm: bool = False,
+                dropout: Optional[float] = None, **sizes: int) -> nn.Module:
+    """The one model factory of the book: a network by name, sized for ``data`` (a twin of
+    :func:`neuronlab.data.load_dataset`). Weights keep PyTorch's default initialization; each chapter
+    applies its paper's scheme (:mod:`neuronlab.init`).
+
+    ==========================  ===============================================================
+    name                        network
+    ==========================  ===============================================================
+    ``MLP-3`` ... ``MLP-10``,   the papers' MNIST MLPs (:data:`PAPER_MLP_WIDTHS`, :func:`paper_mlp`)
+    ``IBCI-2/3/5``
+    ``MLP-6x100``               an :class:`MLP` with 6 hidden layers of 100 units, sized for ``data``
+    ``SmallCNN[-16-32]``        :class:`SmallCNN` (conv channels 32, 64 unless given); needs images
+    ``ResNet-18[-w16]``         :func:`resnet18_cifar` (width 64 unless ``-wN``)
+    ``VGG-19[-w16]``            :func:`vgg19_cifar` with BatchNorm (width 64 unless ``-wN``)
+    ``GCN-2``, ``GraphSAGE-3``  :class:`GCN` / :class:`GraphSAGE` with that many layers, 64 hidden channels
+    ==========================  ===============================================================
+
+    Args:
+        name: see the table (case does not matter).
+        data: a dataset of :func:`neuronlab.data.load_dataset` (dense splits or a graph); it gives the
+            input size, the image shape and the number of classes. Optional for the paper MLPs.
+        activation: hidden activation of the MLPs.
+        batchnorm: BatchNorm in the MLPs and SmallCNN.
+        dropout: dropout in the MLPs and SmallCNN (default 0) and between graph layers (default 0.5).
+        sizes: ``in_features``, ``in_channels``, ``image_size``, ``num_classes`` to override or replace
+            what ``data`` gives.
+
+    Example:
+        >>> build_model("MLP-4").widths
+        [784, 256, 100, 10]
+        >>> build_model("MLP-2x50", in_features=20, num_classes=3).widths
+        [20, 50, 50, 3]
+    """
+    unknown = set(sizes) - {"in_features", "in_channels", "image_size", "num_classes"}
+    if unknown:
+        raise TypeError(f"build_model got unexpected keyword arguments {sorted(unknown)}")
+    known = {**_sizes_of(data), **sizes}
+
+    def need(key: str) -> int:
+        if known.get(key) is None:
+            raise ValueError(f"{name} needs {key}: pass the dataset (build_model(name, data)) or {key}=...")
+        return int(known[key])
+
+    key = name.upper()
+    mlp_options = dict(activation=activation, batchnorm=batchnorm, dropout=dropout or 0.0)
+    if key in PAPER_MLP_WIDTHS:
+        return MLP(PAPER_MLP_WIDTHS[key], **mlp_options)
+    shape = re.fullmatch(r"MLP-(\d+)X(\d+)", key)
+    if shape:
+        hidden, width = int(shape.group(1)), int(shape.group(2))
+        return MLP([need("in_features")] + [width] * hidden + [need("num_classes")], **mlp_options)
+    if key.startswith("SMALLCNN"):
+        if known.get("images") is False:
+            raise ValueError(f"{name} needs images [N, C, H, W]; load the dataset with flatten=False")
+        channels = tuple(int(c) for c in key.split("-")[1:]) or (32, 64)
+        return SmallCNN(in_channels=need("in_channels"), num_classes=need("num_classes"), channels=channels,
+                        image_size=need("image_size"), batchnorm=batchnorm, dropout=dropout or 0.0)
+    cifar = re.fullmatch(r"(RESNET-18|VGG-19)(?:-W(\d+))?", key)
+    if cifar:
+        width = int(cifar.group(2) or 64)
+        build = resnet18_cifar if cifar.group(1) == "RESNET-18" else vgg19_cifar
+        return build(need("num_classes"), in_channels=need("in_channels"), width=width)
+    graph = re.fullmatch(r"(GCN|GRAPHSAGE)-(\d+)", key)
+    if graph:
+        cls = GCN if graph.group(1) == "GCN" else GraphSAGE
+        return cls(need("in_features"), 64, need("num_classes"), num_layers=int(graph.group(2)),
+                   dropout=0.5 if dropout is None else dropout)
+    raise ValueError(f"unknown architecture {name!r}: use MLP-3..MLP-10, IBCI-2/3/5, MLP-<hidden>x<width>, "
+                     "SmallCNN[-a-b], ResNet-18[-wN], VGG-19[-wN], GCN-<layers> or GraphSAGE-<layers>")

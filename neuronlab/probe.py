@@ -30,13 +30,13 @@ model never keeps stray hooks (as in Captum, whose attribution methods always re
 from __future__ import annotations
 
 import difflib
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 __all__ = ["LayerNotFoundError", "resolve_layers", "channel_responses", "ResponseRecorder", "record",
-           "collect_responses"]
+           "RecordingTerm", "collect_responses", "is_graph", "forward_call_order", "output_layer"]
 
 LayerSpec = Union[str, nn.Module, Sequence[Union[str, nn.Module]]]
 REDUCTIONS = (None, "flatten", "channel_mean", "channel_positions")
@@ -250,13 +250,72 @@ def record(model: nn.Module, layers: LayerSpec, **kwargs) -> ResponseRecorder:
     return ResponseRecorder(model, layers, **kwargs)
 
 
-def _is_graph(data) -> bool:
-    return hasattr(data, "edge_index") and hasattr(data, "x")
+class RecordingTerm:
+    """Base of the loss terms that read layer responses through a :class:`ResponseRecorder` kept in
+    ``self._recorder`` (with the autograd graph): a context manager whose hooks live inside the ``with``
+    block only. :class:`neuronlab.nsr.NeuronSteadiness` and :class:`neuronlab.regularizers.ActivationL1`
+    build on it."""
+
+    _recorder: ResponseRecorder
+
+    def __enter__(self):
+        self._recorder.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._recorder.remove()
+        return False
+
+    def remove(self) -> None:
+        """Remove the hooks (``__exit__`` does this)."""
+        self._recorder.remove()
+
+
+def is_graph(data) -> bool:
+    """Whether ``data`` is a graph (a PyG ``Data`` with ``x`` and ``edge_index``) rather than dense inputs.
+
+    The one place the package decides graph-or-dense: models take ``model(x, edge_index)`` and train on
+    node masks, dense models take ``model(x)`` and train on batches. A mapping (e.g. a dict of splits) is
+    never a graph.
+    """
+    from collections.abc import Mapping
+
+    return not isinstance(data, Mapping) and getattr(data, "edge_index", None) is not None and hasattr(data, "x")
+
+
+def forward_call_order(model: nn.Module, x: torch.Tensor, layers: Sequence[Tuple[str, nn.Module]]) -> List[str]:
+    """Names of ``layers`` in the order one forward pass of ``model(x)`` calls them.
+
+    Definition order (``named_modules``) can differ from call order; layer-by-layer methods (LSUV, the
+    neuron campaign) must follow the call order. Layers the pass never calls come last, in the given
+    order. The hooks are removed also when the forward pass raises.
+    """
+    order: List[str] = []
+    handles = [module.register_forward_hook(lambda m, i, o, name=name: order.append(name)) for name, module in layers]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    seen = dict.fromkeys(order)
+    return list(seen) + [name for name, _ in layers if name not in seen]
+
+
+def output_layer(model: nn.Module) -> str:
+    """The name of the model's output layer: ``convL`` for the graph networks of :mod:`neuronlab.models`
+    (``num_layers`` convolutions), otherwise the last ``nn.Linear``."""
+    if hasattr(model, "num_layers") and hasattr(model, f"conv{model.num_layers}"):
+        return f"conv{model.num_layers}"
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layer: name the output layer yourself")
+    return linears[-1]
 
 
 def _batches(data, batch_size: int) -> Iterable:
     """Split ``data`` into batches of inputs (or graphs); see :func:`collect_responses`."""
-    if _is_graph(data):
+    if is_graph(data):
         return [data]
     if isinstance(data, torch.Tensor):
         return data.split(batch_size)
@@ -270,7 +329,7 @@ def _batches(data, batch_size: int) -> Iterable:
 
 
 def _forward(model: nn.Module, batch, device) -> None:
-    if _is_graph(batch):
+    if is_graph(batch):
         model(batch.x.to(device), batch.edge_index.to(device))
         return
     x = batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -21,12 +21,12 @@ Every term is called with the step's :class:`neuronlab.train.StepContext` and re
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence, Union
+from typing import Iterable, Optional, Sequence
 
 import torch
 from torch import nn
 
-from .probe import ResponseRecorder
+from .probe import RecordingTerm, ResponseRecorder
 
 __all__ = ["ActivationL1", "WeightL2", "JacobianNorm", "WeightOrthogonality"]
 
@@ -52,26 +52,7 @@ def _weights(model: nn.Module, layers: Optional[Iterable[str]] = None) -> Sequen
     return [found[n] for n in layers]
 
 
-class _RecordingTerm:
-    """A loss term that reads layer responses through ``self._recorder`` (a :class:`ResponseRecorder` with
-    the autograd graph kept): a context manager whose hooks live inside the ``with`` block only."""
-
-    _recorder: ResponseRecorder
-
-    def __enter__(self):
-        self._recorder.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        self._recorder.remove()
-        return False
-
-    def remove(self) -> None:
-        """Remove the hooks (``__exit__`` does this)."""
-        self._recorder.remove()
-
-
-class ActivationL1(_RecordingTerm):
+class ActivationL1(RecordingTerm):
     """L1 penalty on the responses of ``layers`` (mean over samples of the L1 norm of each response)."""
 
     def __init__(self, model: nn.Module, layers, lam: float):

@@ -38,7 +38,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import get_device, seed_everything
+from .probe import is_graph
 
 __all__ = ["StepContext", "History", "fit", "evaluate", "evaluate_graph", "predict", "OPTIMIZERS", "SCHEDULERS"]
 
@@ -245,10 +246,6 @@ _DATA_FORMS = (
     "{'train': (x, y), 'val': (x, y), 'test': (x, y)} ('val' and 'test' optional); (c) a torch_geometric "
     "Data with x, y, edge_index and train_mask (val_mask, test_mask optional)."
 )
-
-
-def _is_graph(data: Any) -> bool:
-    return not isinstance(data, Mapping) and getattr(data, "edge_index", None) is not None and hasattr(data, "x")
 
 
 def _as_tensor(value: Any, what: str) -> torch.Tensor:
@@ -531,6 +528,218 @@ def _term_value(term: Callable, ctx: StepContext, name: str, device: torch.devic
     return value.reshape(())
 
 
+# ============================================================================================ fit: its parts
+@dataclass
+class _FitData:
+    """The data of a :func:`fit` call, checked, in one of two layouts (``graph`` says which).
+
+    Attributes:
+        graph: ``True`` for a PyG graph (full batch), ``False`` for ``(x, y)`` splits (mini-batches).
+        tensors: graphs: ``x``, ``edge_index``, ``y``, ``train_mask``, ``val_mask``, ``test_mask`` (the last two
+            may be ``None``); splits: ``{"train": (x, y), "val": (x, y) or None, "test": (x, y) or None}``.
+        n_train: the number of training examples (training nodes for graphs).
+        y_train: their labels, as passed (not moved to the device), for the label check of the first epoch.
+    """
+
+    graph: bool
+    tensors: Dict[str, Any]
+    n_train: int
+    y_train: torch.Tensor
+
+    @classmethod
+    def read(cls, data: Any, augment: Optional[Callable]) -> "_FitData":
+        """Check ``data`` (any of the three forms of the module docstring) and bring it to one layout."""
+        if not is_graph(data):
+            splits = _tensor_splits(data)
+            return cls(False, splits, len(splits["train"][0]), splits["train"][1])
+        if augment is not None:
+            raise ValueError("augment is not supported for graph data (full-batch node classification)")
+        tensors = _graph_tensors(data)
+        return cls(True, tensors, int(tensors["train_mask"].sum()), tensors["y"][tensors["train_mask"]])
+
+    def to(self, device: torch.device) -> "_FitData":
+        """A copy with every tensor on ``device`` (``y_train`` stays where it is)."""
+        if self.graph:
+            moved = {k: (v.to(device) if v is not None else None) for k, v in self.tensors.items()}
+        else:
+            moved = {split: (tuple(t.to(device) for t in pair) if pair is not None else None)
+                     for split, pair in self.tensors.items()}
+        return _FitData(self.graph, moved, self.n_train, self.y_train)
+
+    def batches(self, gen: torch.Generator, batch_size: int, device: torch.device) -> Iterable[Tuple[Any, ...]]:
+        """One epoch's training batches ``(inputs, targets, mask)``: the whole graph once (``inputs`` is
+        ``(x, edge_index)``, ``mask`` the training mask), or the training split shuffled by ``gen`` and cut
+        into ``batch_size`` pieces (``mask`` is ``None``). The shuffle is drawn now, before any batch is used."""
+        if self.graph:
+            t = self.tensors
+            return [((t["x"], t["edge_index"]), t["y"], t["train_mask"])]
+        x_train, y_train = self.tensors["train"]
+        order = torch.randperm(self.n_train, generator=gen).to(device)
+        return ((x_train[idx], y_train[idx], None) for idx in order.split(int(batch_size)))
+
+
+def _fit_settings(model: nn.Module, fit_data: _FitData, opt_description: Mapping[str, Any], *, batch_size: int,
+                  seed: int, loss_fn: Callable, extra_losses: Mapping[str, Callable], metrics: Mapping[str, Callable],
+                  augment: Optional[Callable], scheduler: Any, select_by: str, keep_best: bool, epochs: int
+                  ) -> Dict[str, Any]:
+    """The fingerprint of a :func:`fit` call stored in its checkpoint: resuming requires an equal one."""
+    settings = {
+        "model": type(model).__qualname__, "parameters": sum(p.numel() for p in model.parameters()),
+        "data": {"kind": "graph" if fit_data.graph else "tensors", "n_train": fit_data.n_train},
+        "optimizer": opt_description, "batch_size": None if fit_data.graph else int(batch_size), "seed": int(seed),
+        "loss_fn": _name_of(loss_fn), "extra_losses": sorted(extra_losses), "metrics": sorted(metrics),
+        "augment": _name_of(augment), "scheduler": _name_of(scheduler), "select_by": select_by,
+        "keep_best": bool(keep_best),
+    }
+    if isinstance(scheduler, str):
+        settings["epochs (shapes the cosine schedule)"] = int(epochs)
+    return settings
+
+
+def _load_checkpoint(path: Path, settings: Mapping[str, Any], model: nn.Module, opt: torch.optim.Optimizer,
+                     sched: Any, select_by: str) -> Tuple[History, int, bool]:
+    """Resume from the checkpoint at ``path``: check its settings against ``settings``, load the model,
+    optimizer and scheduler states and the RNG states.
+
+    Returns:
+        ``(history, start_epoch, stopped)``: the stored history (with its best state), the first epoch still
+        to train, and whether a callback stopped the run.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if _canonical(state["settings"]) != _canonical(settings):
+        raise ValueError(
+            f"the checkpoint {path} was written by a fit() call with other settings "
+            f"({_settings_diff(state['settings'], settings)}). Delete the file, pass another checkpoint "
+            "path, or pass resume=False to start afresh.")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    if sched is not None and state.get("scheduler") is not None:
+        sched.load_state_dict(state["scheduler"])
+    history = History(state["history"], select_by=select_by)
+    history.best_state = state.get("best_state")
+    _set_rng_state(state["rng"])
+    return history, int(state["epoch"]) + 1, bool(state.get("stopped", False))
+
+
+def _save_checkpoint(path: Path, *, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, history: History,
+                     epoch: int, stopped: bool, settings: Mapping[str, Any]) -> None:
+    """Write everything :func:`_load_checkpoint` needs after ``epoch`` (atomically, see :func:`_save_atomic`),
+    the RNG states included: resuming continues with the random numbers an uninterrupted run would draw."""
+    _save_atomic({"version": _CHECKPOINT_VERSION, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                  "scheduler": sched.state_dict() if sched is not None else None,
+                  "history": history.rows, "epoch": epoch, "stopped": stopped, "rng": _rng_state(),
+                  "best_state": history.best_state, "settings": settings}, path)
+
+
+def _optimizer_step(opt: torch.optim.Optimizer, ctx: StepContext, data_loss: torch.Tensor,
+                    extra_losses: Mapping[str, Callable], device: torch.device) -> Dict[str, torch.Tensor]:
+    """One step on ``data_loss + sum of the extra terms`` (each called on ``ctx``); returns the terms' values.
+
+    Raises ``FloatingPointError`` before the step when the total is not finite (the weights stay as they were).
+    """
+    total = data_loss
+    term_values = {}
+    for name, term in extra_losses.items():
+        term_values[name] = _term_value(term, ctx, name, device)
+        total = total + term_values[name]
+    if not bool(torch.isfinite(total.detach()).all()):
+        _raise_non_finite(total, data_loss, term_values, ctx.epoch, ctx.step)
+    opt.zero_grad(set_to_none=True)
+    total.backward()
+    opt.step()
+    return term_values
+
+
+def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, batches: Iterable[Tuple[Any, ...]],
+                 gen: torch.Generator, epoch: int, *, graph: bool, loss_fn: Callable,
+                 extra_losses: Mapping[str, Callable], augment: Optional[Callable], device: torch.device,
+                 check_labels: Optional[torch.Tensor] = None) -> Tuple[Dict[str, float], Dict[str, float]]:
+    """The batch loop of one epoch: one optimizer step per batch of ``batches`` (see :meth:`_FitData.batches`).
+
+    The model must already be in train mode. ``augment(inputs, gen)`` is applied to mini-batches (not graphs).
+    ``check_labels``: the training labels to check against the number of outputs at the first step (``fit``
+    passes them in its first epoch only).
+
+    Returns:
+        ``({"train_loss": ..., "train_acc": ...}, {term name: mean over the steps})``: the mean data loss over
+        the batches and the accuracy on them as they were seen (NaN when the targets are not class labels).
+    """
+    loss_sum = torch.zeros((), device=device)
+    term_sums = {name: torch.zeros((), device=device) for name in extra_losses}
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    counted, steps, classification = 0, 0, True
+    for step, (inputs, targets, mask) in enumerate(batches):
+        if graph:
+            logits = model(*inputs)
+        else:
+            if augment is not None:
+                inputs = augment(inputs, gen)
+            logits = model(inputs)
+        fit_logits = logits[mask] if mask is not None else logits
+        fit_targets = targets[mask] if mask is not None else targets
+        if step == 0:
+            classification = _is_classification(fit_logits, fit_targets)
+            if classification and check_labels is not None:
+                _check_labels(fit_logits.shape[1], check_labels, "training")
+        data_loss = loss_fn(fit_logits, fit_targets)
+        ctx = StepContext(model, inputs, targets, logits, mask, epoch, step)
+        term_values = _optimizer_step(opt, ctx, data_loss, extra_losses, device)
+        loss_sum += data_loss.detach()
+        for name, value in term_values.items():
+            term_sums[name] += value.detach()
+        if classification:
+            correct += (fit_logits.detach().argmax(1) == fit_targets).sum()
+            counted += len(fit_targets)
+        steps += 1
+    train = {"train_loss": float(loss_sum) / steps,
+             "train_acc": float(correct) / counted if classification and counted else float("nan")}
+    return train, {name: float(total) / steps for name, total in term_sums.items()}
+
+
+def _evaluate_held_out(model: nn.Module, fit_data: _FitData, loss_fn: Callable, eval_batch_size: int
+                       ) -> Dict[str, float]:
+    """The end-of-epoch evaluation: ``{"val_loss", "val_acc", "test_loss", "test_acc"}`` in eval mode without
+    gradients over each whole split (NaN for an absent split); the model's mode is restored.
+
+    Splits are evaluated with :func:`evaluate` in chunks of ``eval_batch_size``; a graph with one eval-mode
+    forward pass over all nodes, then restricted to each mask (as :func:`evaluate_graph` does).
+    """
+    nan = float("nan")
+    row: Dict[str, float] = {}
+    if fit_data.graph:
+        t = fit_data.tensors
+        logits = _graph_logits(model, t["x"], t["edge_index"])
+        for split in ("val", "test"):
+            mask = t[f"{split}_mask"]
+            loss, acc = _loss_acc(logits[mask], t["y"][mask], loss_fn, split) if mask is not None else (nan, nan)
+            row[f"{split}_loss"], row[f"{split}_acc"] = loss, acc
+    else:
+        for split in ("val", "test"):
+            pair = fit_data.tensors[split]
+            loss, acc = (evaluate(model, pair[0], pair[1], batch_size=eval_batch_size, loss_fn=loss_fn)
+                         if pair is not None else (nan, nan))
+            row[f"{split}_loss"], row[f"{split}_acc"] = loss, acc
+    return row
+
+
+def _metric_values(model: nn.Module, metrics: Mapping[str, Callable], data: Any) -> Dict[str, float]:
+    """``{name: fn(model, data)}`` with the model in eval mode (gradients enabled), back in train mode after."""
+    if not metrics:
+        return {}
+    model.eval()
+    values = {name: float(fn(model, data)) for name, fn in metrics.items()}
+    model.train()
+    return values
+
+
+def _progress_postfix(row: Mapping[str, Any]) -> Dict[str, str]:
+    """The latest losses and accuracies shown next to the progress bar."""
+    postfix = {"loss": f"{row['train_loss']:.3f}", "train_acc": f"{row['train_acc']:.3f}"}
+    if not math.isnan(row["val_acc"]):
+        postfix["val_acc"] = f"{row['val_acc']:.3f}"
+    return postfix
+
+
 # ============================================================================================ fit
 def fit(model: nn.Module, data: Any, *, epochs: int, lr: float = 0.01,
         optimizer: Union[str, Callable, torch.optim.Optimizer] = "sgd", momentum: float = 0.0,
@@ -608,17 +817,7 @@ def fit(model: nn.Module, data: Any, *, epochs: int, lr: float = 0.01,
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if select_by not in ("val_acc", "val_loss"):
         raise ValueError(f"select_by must be 'val_acc' or 'val_loss', got {select_by!r}")
-    graph = _is_graph(data)
-    if graph:
-        if augment is not None:
-            raise ValueError("augment is not supported for graph data (full-batch node classification)")
-        tensors = _graph_tensors(data)
-        n_train = int(tensors["train_mask"].sum())
-        y_train_all = tensors["y"][tensors["train_mask"]]
-    else:
-        splits = _tensor_splits(data)
-        n_train = len(splits["train"][0])
-        y_train_all = splits["train"][1]
+    fit_data = _FitData.read(data, augment)
     device = get_device(device)
     loss_fn = loss_fn if loss_fn is not None else F.cross_entropy
     extra_losses = dict(extra_losses or {})
@@ -631,144 +830,51 @@ def fit(model: nn.Module, data: Any, *, epochs: int, lr: float = 0.01,
     opt = _make_optimizer(model, optimizer, lr, momentum, weight_decay)
     opt_description = _optimizer_description(opt, optimizer, lr, momentum, weight_decay)
     sched = _make_scheduler(opt, scheduler, epochs)
-
-    settings = {
-        "model": type(model).__qualname__, "parameters": sum(p.numel() for p in model.parameters()),
-        "data": {"kind": "graph" if graph else "tensors", "n_train": n_train}, "optimizer": opt_description,
-        "batch_size": None if graph else int(batch_size), "seed": int(seed), "loss_fn": _name_of(loss_fn),
-        "extra_losses": sorted(extra_losses), "metrics": sorted(metrics), "augment": _name_of(augment),
-        "scheduler": _name_of(scheduler), "select_by": select_by, "keep_best": bool(keep_best),
-    }
-    if isinstance(scheduler, str):
-        settings["epochs (shapes the cosine schedule)"] = int(epochs)
+    settings = _fit_settings(model, fit_data, opt_description, batch_size=batch_size, seed=seed, loss_fn=loss_fn,
+                             extra_losses=extra_losses, metrics=metrics, augment=augment, scheduler=scheduler,
+                             select_by=select_by, keep_best=keep_best, epochs=epochs)
 
     history = History(select_by=select_by)
     start_epoch, stopped = 1, False
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     if ckpt_path is not None and resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if _canonical(state["settings"]) != _canonical(settings):
-            raise ValueError(
-                f"the checkpoint {ckpt_path} was written by a fit() call with other settings "
-                f"({_settings_diff(state['settings'], settings)}). Delete the file, pass another checkpoint "
-                "path, or pass resume=False to start afresh.")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if sched is not None and state.get("scheduler") is not None:
-            sched.load_state_dict(state["scheduler"])
-        history = History(state["history"], select_by=select_by)
-        history.best_state = state.get("best_state")
-        _set_rng_state(state["rng"])
-        start_epoch, stopped = int(state["epoch"]) + 1, bool(state.get("stopped", False))
+        history, start_epoch, stopped = _load_checkpoint(ckpt_path, settings, model, opt, sched, select_by)
         if start_epoch > epochs or stopped:
             model.train(was_training)
             return history
 
-    # ---- tensors on the device, once
-    if graph:
-        on_dev = {k: (v.to(device) if v is not None else None) for k, v in tensors.items()}
-        x_train = y_train = None
-    else:
-        x_train, y_train = (t.to(device) for t in splits["train"])
-        held_out = {s: (tuple(t.to(device) for t in splits[s]) if splits[s] is not None else None)
-                    for s in ("val", "test")}
-
+    on_dev = fit_data.to(device)  # tensors on the device, once
     from tqdm.auto import tqdm
 
     bar = tqdm(total=epochs, initial=start_epoch - 1, disable=not progress, desc="epochs", unit="epoch",
                leave=False)
-    nan = float("nan")
     try:
         for epoch in range(start_epoch, epochs + 1):
             t0 = time.perf_counter()
             model.train()
             gen = _epoch_generator(seed, epoch)
-            if graph:
-                batches = [((on_dev["x"], on_dev["edge_index"]), on_dev["y"], on_dev["train_mask"])]
-            else:
-                order = torch.randperm(n_train, generator=gen).to(device)
-                batches = ((x_train[idx], y_train[idx], None) for idx in order.split(int(batch_size)))
-            loss_sum = torch.zeros((), device=device)
-            term_sums = {name: torch.zeros((), device=device) for name in extra_losses}
-            correct = torch.zeros((), device=device, dtype=torch.long)
-            counted, steps, classification = 0, 0, True
-            for step, (inputs, targets, mask) in enumerate(batches):
-                if graph:
-                    logits = model(*inputs)
-                else:
-                    if augment is not None:
-                        inputs = augment(inputs, gen)
-                    logits = model(inputs)
-                fit_logits = logits[mask] if mask is not None else logits
-                fit_targets = targets[mask] if mask is not None else targets
-                if step == 0:
-                    classification = _is_classification(fit_logits, fit_targets)
-                    if classification and epoch == start_epoch:
-                        _check_labels(fit_logits.shape[1], y_train_all, "training")
-                data_loss = loss_fn(fit_logits, fit_targets)
-                total = data_loss
-                ctx = StepContext(model, inputs, targets, logits, mask, epoch, step)
-                term_values = {}
-                for name, term in extra_losses.items():
-                    term_values[name] = _term_value(term, ctx, name, device)
-                    total = total + term_values[name]
-                if not bool(torch.isfinite(total.detach()).all()):
-                    _raise_non_finite(total, data_loss, term_values, epoch, step)
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                opt.step()
-                loss_sum += data_loss.detach()
-                for name, value in term_values.items():
-                    term_sums[name] += value.detach()
-                if classification:
-                    correct += (fit_logits.detach().argmax(1) == fit_targets).sum()
-                    counted += len(fit_targets)
-                steps += 1
-
-            row: Dict[str, Any] = {"epoch": epoch, "train_loss": float(loss_sum) / steps,
-                                   "train_acc": float(correct) / counted if classification and counted else nan}
-            if graph:
-                logits = _graph_logits(model, on_dev["x"], on_dev["edge_index"])
-                for split in ("val", "test"):
-                    mask = on_dev[f"{split}_mask"]
-                    loss, acc = (_loss_acc(logits[mask], on_dev["y"][mask], loss_fn, split)
-                                 if mask is not None else (nan, nan))
-                    row[f"{split}_loss"], row[f"{split}_acc"] = loss, acc
-            else:
-                for split in ("val", "test"):
-                    pair = held_out[split]
-                    loss, acc = (evaluate(model, pair[0], pair[1], batch_size=eval_batch_size, loss_fn=loss_fn)
-                                 if pair is not None else (nan, nan))
-                    row[f"{split}_loss"], row[f"{split}_acc"] = loss, acc
+            train, term_means = _train_epoch(
+                model, opt, on_dev.batches(gen, batch_size, device), gen, epoch, graph=on_dev.graph,
+                loss_fn=loss_fn, extra_losses=extra_losses, augment=augment, device=device,
+                check_labels=on_dev.y_train if epoch == start_epoch else None)
+            row: Dict[str, Any] = {"epoch": epoch, **train}
+            row.update(_evaluate_held_out(model, on_dev, loss_fn, eval_batch_size))
             row["lr"] = float(opt.param_groups[0]["lr"])
-            for name in extra_losses:
-                row[f"loss_{name}"] = float(term_sums[name]) / steps
-            if metrics:
-                model.eval()
-                for name, fn in metrics.items():
-                    row[name] = float(fn(model, data))
-                model.train()
+            row.update({f"loss_{name}": mean for name, mean in term_means.items()})
+            row.update(_metric_values(model, metrics, data))
             row["time_s"] = time.perf_counter() - t0
             history.rows.append(row)
-            for callback in callbacks:
-                if callback(history, model) is True:
-                    stopped = True
+            stopped = any([callback(history, model) is True for callback in callbacks])  # call them all
             if sched is not None:
                 sched.step()
             if keep_best and history.best_epoch == epoch:
                 history.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             if ckpt_path is not None:
-                _save_atomic({"version": _CHECKPOINT_VERSION, "model": model.state_dict(),
-                              "optimizer": opt.state_dict(),
-                              "scheduler": sched.state_dict() if sched is not None else None,
-                              "history": history.rows, "epoch": epoch, "stopped": stopped, "rng": _rng_state(),
-                              "best_state": history.best_state, "settings": settings}, ckpt_path)
+                _save_checkpoint(ckpt_path, model=model, opt=opt, sched=sched, history=history, epoch=epoch,
+                                 stopped=stopped, settings=settings)
             bar.update(1)
             if progress:
-                postfix = {"loss": f"{row['train_loss']:.3f}", "train_acc": f"{row['train_acc']:.3f}"}
-                if not math.isnan(row["val_acc"]):
-                    postfix["val_acc"] = f"{row['val_acc']:.3f}"
-                bar.set_postfix(postfix)
+                bar.set_postfix(_progress_postfix(row))
             if stopped:
                 break
     finally:

@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Run every test: unit tests, every notebook under nbval (quick profile), and a -W build of the book's
-# structure (pages, references, API docs; notebooks are not executed a second time here).
+# Run every test: unit tests, the docstrings' examples (doctests), every notebook under nbval (quick
+# profile), and a -W build of the book's structure (pages, references, API docs; notebooks are not
+# executed a second time here).
 source "$(dirname "$0")/_venv.sh"
-echo "==> unit tests and notebooks (profile: $NEURONLAB_PROFILE)"
-.venv/bin/python -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider "$@"
+# New training runs go to a fresh folder, so the notebooks under test train what they do not read from
+# the book's stored results instead of reading back runs left by an earlier session.
+if [ -z "${NEURONLAB_RUNS:-}" ]; then
+  export NEURONLAB_RUNS="$PWD/_build/test-runs"
+  rm -rf "$NEURONLAB_RUNS"
+fi
+echo "==> unit tests, doctests and notebooks (profile: $NEURONLAB_PROFILE, new runs: $NEURONLAB_RUNS)"
+.venv/bin/python -m pytest tests neuronlab notebooks --doctest-modules --nbval-lax --nbval-current-env \
+  --nbval-cell-timeout=900 -p no:cacheprovider "$@"
 echo "==> book structure check: jupyter-book build -W -n --keep-going (execution off)"
 rm -rf _build/ci && mkdir -p _build/ci
 sed "s/^  execute_notebooks: .*/  execute_notebooks: 'off'/" _config.yml > _build/ci/_config.yml

@@ -1,14 +1,18 @@
 """Neuron Campaign (IBCI): scores against hand computations, the election's invariants, the whole campaign."""
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
-from neuronlab import campaign, init, models
-from neuronlab.campaign import (campaign_, campaign_scores, default_alphas, information_scores, select_neurons)
+from neuronlab import init, models
+from neuronlab.campaign import (best_class_groups, campaign_, campaign_scores, default_alphas, information_scores,
+                                select_neurons)
 
 
 def gen(seed=0):
@@ -143,6 +147,15 @@ def test_grouped_election_splits_slots_evenly():
     torch.testing.assert_close(a @ a.T, torch.eye(len(a)), atol=1e-5, rtol=0)
 
 
+def test_best_class_groups_is_the_class_of_the_largest_mean():
+    # candidate 0 responds most to class 2, candidate 1 to class 0 (class means written out by hand)
+    z = torch.tensor([[0.0, 5.0], [1.0, 3.0], [2.0, 0.0], [4.0, 1.0], [9.0, 0.0], [7.0, 2.0]])
+    y = torch.tensor([0, 0, 1, 1, 2, 2])  # class means: (0.5, 4), (3, 0.5), (8, 1)
+    assert best_class_groups(z, y).tolist() == [2, 0]
+    with pytest.raises(ValueError, match=r"class\(es\) \[3\]"):
+        best_class_groups(z, y, num_classes=4)
+
+
 def test_election_bad_input():
     w = torch.randn(10, 4)
     with pytest.raises(ValueError, match="k=11"):
@@ -176,7 +189,12 @@ def test_campaign_mlp_elected_neurons_are_orthogonal_and_keep_the_base_scale():
         assert r.candidates.shape[0] == min(5 * w.shape[0], 1000)
         assert r.election.indices[0] == r.scores.argmax()
         assert r.elected.sum() == w.shape[0]
-    assert isinstance(report["fc1"].frame(), pd.DataFrame)
+    columns = report["fc1"].table()
+    assert set(columns) == {"layer", "input_info", "target_info", "score", "elected"}
+    assert all(len(v) == report["fc1"].candidates.shape[0] for v in columns.values())
+    assert columns["elected"].sum() == 16 and (columns["layer"] == "fc1").all()
+    frame = pd.DataFrame(columns)  # what the notebook does with it
+    assert frame.loc[frame.elected, "score"].max() == pytest.approx(report["fc1"].scores.max().item())
 
 
 def test_candidates_use_the_true_fan_in():
@@ -264,8 +282,20 @@ def test_lsuv_after_campaign_rescales_without_turning():
         assert report[name]["variance"] == pytest.approx(1.0, abs=0.05)
 
 
-def test_init_reexports_the_campaign():
-    assert init.campaign_ is campaign_ and init.select_neurons is select_neurons
+def test_importing_the_method_pulls_in_no_plotting_or_tables():
+    code = ("import sys, neuronlab.campaign; "
+            "print(sorted(m for m in ('pandas', 'matplotlib', 'seaborn', 'ipywidgets') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    assert out.strip() == "[]"
+
+
+def test_labels_may_be_a_numpy_array():
+    x, y = blobs(dim=20)
+    a = campaign_(models.MLP([20, 10, 3]), x, y, generator=gen(4))
+    b = campaign_(models.MLP([20, 10, 3]), x, y.numpy(), generator=gen(4))
+    torch.testing.assert_close(a.fc1.weight, b.fc1.weight, atol=0, rtol=0)
+    torch.testing.assert_close(information_scores(x, y)["target"], information_scores(x, y.numpy())["target"])
 
 
 def test_campaign_bad_input_and_hooks_removed():
@@ -302,54 +332,6 @@ def test_layers_subset_and_train_mode_restored():
     campaign_(model, x, y, layers=["fc1"], alphas=0.3, generator=gen())
     assert model.training
     torch.testing.assert_close(model.fc2.weight, w2)
-
-
-# ------------------------------------------------------------------------------------------ reproduction
-def test_comparison_table_puts_paper_beside_ours():
-    rows = [dict(base="xavier", arch="IBCI-2", method=m, seed=s, min_test_error=e, epoch_of_min=ep)
-            for m, s, e, ep in [("vanilla", 0, 3.0, 10), ("vanilla", 1, 5.0, 20), ("ibci", 0, 2.0, 4),
-                                ("ibci", 1, 2.0, 6)]]
-    table = campaign.comparison_table(pd.DataFrame(rows), campaign.PAPER_TABLE1, ["vanilla", "lsuv", "ibci"])
-    row = table.iloc[0]
-    assert row["Vanilla (paper)"] == "2.04 ± 0.03 (75)"
-    assert row["Vanilla (ours)"] == "4.00 ± 1.41 (15)"
-    assert row["IBCI (ours)"] == "2.00 ± 0.00 (5)"
-    assert row["LSUV (ours)"] == "–"
-    assert row["seeds"] == 2
-
-
-def test_reproduction_grid_and_one_tiny_run(tiny_mnist_like):
-    grid = campaign.reproduction_grid("quick", methods=["vanilla", "ibci"], archs=["IBCI-2"], bases=["he"],
-                                      seeds=[0], epochs=1)
-    assert len(grid) == 2 and grid[0]["lr"] == 0.1 and grid[0]["batch_size"] == 100
-
-    Tiny = tiny_mnist_like
-    out = campaign.train_campaign_run(Tiny, arch="IBCI-2", base="he", method="ibci", seed=0, epochs=2)
-    assert 0 <= out["min_test_error"] <= 100 and len(out["test_error_curve"]) == 2
-    assert out["min_test_error"] == pytest.approx(min(out["test_error_curve"]), abs=1e-3)
-    with pytest.raises(ValueError, match="dataset"):
-        campaign.train_campaign_run(Tiny, arch="IBCI-2", base="he", method="ibci", seed=0, epochs=1,
-                                    dataset="mnist")
-    with pytest.raises(ValueError, match="method"):
-        campaign.initialize_for_method(models.paper_mlp("IBCI-2"), "magic", "he", Tiny.x_train, Tiny.y_train, gen())
-
-
-def test_campaign_then_lsuv_method_and_cnn_model():
-    g = gen(0)
-
-    class Images:
-        name = "tiny-images"
-        x_train, y_train = torch.randn(60, 1, 12, 12, generator=g), torch.arange(3).repeat(20)
-        num_classes = 3
-
-    model = campaign.build_model("SmallCNN-4-6", Images)
-    assert [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)] == [4, 6]
-    campaign.initialize_for_method(model, "ibci+lsuv", "he", Images.x_train, Images.y_train, gen(1))
-    with torch.no_grad():
-        assert model(Images.x_train).var().item() == pytest.approx(1.0, abs=0.05)  # LSUV ran last
-    with pytest.raises(ValueError, match="flatten=False"):
-        Images.x_train = Images.x_train.flatten(1)
-        campaign.build_model("SmallCNN-4-6", Images)
 
 
 def test_xavier_and_he_campaigns_elect_the_same_directions():

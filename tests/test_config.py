@@ -2,11 +2,13 @@
 
 import random
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from neuronlab.config import data_dir, describe_run, get_device, get_profile, seed_everything
+from neuronlab.config import data_dir, get_profile, runs_dir, seed_everything
 
 
 def test_profile_from_argument_environment_and_default(monkeypatch):
@@ -41,8 +43,9 @@ def test_seed_everything_makes_all_generators_repeat():
         seed_everything(-1)
 
 
-def test_describe_run_prints_profile_data_and_device(capsys):
-    info = describe_run("quick", "mnist-5k", device="cpu")
-    out = capsys.readouterr().out
-    assert "profile: quick" in out and "data: mnist-5k" in out and "device: cpu" in out
-    assert info.device == get_device("cpu")
+def test_runs_dir_argument_then_environment_then_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("NEURONLAB_RUNS", str(tmp_path / "env"))
+    assert runs_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert runs_dir() == tmp_path / "env"
+    monkeypatch.delenv("NEURONLAB_RUNS")
+    assert runs_dir() == Path.home() / ".neuronlab" / "runs"

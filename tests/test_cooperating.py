@@ -1,4 +1,6 @@
-"""Cooperating classifiers: perplexity against hand counts, node classifiers, the path-sum update vs autograd."""
+"""Cooperating classifiers: perplexity against hand counts, node classifiers, the path-sum update vs autograd.
+
+The chapter's experiments (grids, label noise, the command line) are tested in tests/experiments/test_ch04.py."""
 
 import math
 
@@ -9,6 +11,7 @@ from torch import nn
 
 from neuronlab import cooperating as co
 from neuronlab import models
+from neuronlab.probe import collect_responses
 
 
 def gen(seed=0):
@@ -96,6 +99,16 @@ def test_perplexity_bad_input():
         co.layer_perplexity(p, torch.tensor([0, 2]), num_classes=2)
     with pytest.raises(ValueError, match="integer"):
         co.layer_perplexity(p, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="integer"):
+        co.layer_perplexity(p, np.array([0.0, 1.0]))
+
+
+def test_perplexity_takes_numpy_labels_and_is_nan_without_samples():
+    p = patterns_from_rows([[1, -1], [-1, 1], [1, -1]])
+    np.testing.assert_allclose(co.layer_perplexity(p, np.array([0, 0, 1], dtype=np.uint8)),
+                               co.layer_perplexity(p, torch.tensor([0, 0, 1])))
+    empty = co.ActivationPatterns(np.zeros((0, 1), dtype=np.uint8), 2)
+    assert np.isnan(co.layer_perplexity(empty, torch.zeros(0, dtype=torch.long), num_classes=3)).all()
 
 
 # ------------------------------------------------------------------------------------- node classifiers
@@ -162,14 +175,43 @@ def test_node_classifier_bad_input():
         nc.node_proba(torch.rand(3, 2), "bayes")
 
 
-def test_layer_accuracies_table():
+def test_layer_accuracies_rows_match_node_classifiers_fitted_by_hand():
     g = gen(5)
     x = torch.randn(120, 8, generator=g)
     y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
-    table = co.layer_accuracies(models.MLP([8, 16, 16, 3]), x, y, x, y, num_classes=3)
-    assert set(table["mode"]) == {"discrete", "continuous", "combined"}
-    assert list(table["layer"].unique()) == ["act1", "act2"]
-    assert table["accuracy"].between(0, 1).all()
+    model = models.MLP([8, 16, 16, 3])
+    rows = co.layer_accuracies(model, x, y, x[:60], y[:60], num_classes=3)
+    assert [(r["layer"], r["depth"], r["mode"]) for r in rows] == [
+        (layer, depth, mode) for depth, layer in enumerate(["act1", "act2"], start=1) for mode in co.MODES]
+    h2 = torch.relu(model.fc2(torch.relu(model.fc1(x)))).detach()
+    by_hand = co.NodeClassifiers(3).fit(h2, y)
+    for row in rows[3:]:
+        assert row["accuracy"] == pytest.approx(by_hand.accuracy(h2[:60], y[:60], row["mode"]))
+        node_pred = by_hand.node_proba(h2[:60], row["mode"]).argmax(-1)
+        assert row["node_accuracy"] == pytest.approx((node_pred == y[:60, None]).double().mean().item())
+
+
+def test_layer_accuracies_from_responses_reuses_one_recording():
+    g = gen(11)
+    x = torch.randn(90, 6, generator=g)
+    y = (x[:, 0] > 0).long()
+    model = models.MLP([6, 10, 10, 2])
+    acts = collect_responses(model, x, ["act1", "act2"], reduce="flatten")
+    model.fc1.weight.data.zero_()  # the rows come from the recording, not from the (now changed) model
+    rows = co.layer_accuracies_from_responses(acts, y, acts, y, 2, modes=["discrete"])
+    assert [r["accuracy"] for r in rows] == [co.NodeClassifiers(2).fit(a, y).accuracy(a, y, "discrete")
+                                             for a in acts.values()]
+
+
+def test_the_method_module_imports_no_pandas_plotting_or_experiments():
+    import subprocess
+    import sys
+
+    code = ("import sys, neuronlab.cooperating; "
+            "print(sorted(m for m in ('pandas', 'matplotlib', 'seaborn', 'ipywidgets', 'neuronlab.experiments') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 # ------------------------------------------------------------------------------------------------- paths
@@ -216,40 +258,3 @@ def test_path_view_needs_a_plain_relu_mlp():
         co.path_sum_gradients(models.MLP([3, 4, 2], batchnorm=True), torch.randn(2, 3), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="plain ReLU MLP"):
         co.path_sum_gradients(models.MLP([3, 4, 2], activation="tanh"), torch.randn(2, 3), torch.tensor([0, 1]))
-
-
-# ------------------------------------------------------------------------------------------ experiments
-def test_corrupt_labels():
-    y = torch.arange(10).repeat(30)
-    noisy, corrupted = co.corrupt_labels(y, 0.2, 10, gen(8))
-    assert corrupted.sum() == 60
-    assert (noisy[corrupted] != y[corrupted]).all()
-    assert torch.equal(noisy[~corrupted], y[~corrupted])
-    assert noisy.max() < 10 and noisy.min() >= 0
-    with pytest.raises(ValueError):
-        co.corrupt_labels(y, 1.5, 10, gen())
-
-
-class Tiny:
-    name = "tiny"
-    g = gen(9)
-    x_train = torch.randn(120, 10, generator=g)
-    y_train = (x_train[:, 0] > 0).long() + 2 * (x_train[:, 1] > 0).long()
-    x_val, x_test = x_train[:40], x_train[40:80]
-    y_val, y_test = y_train[:40], y_train[40:80]
-    num_classes = 4
-
-
-def test_train_cooperating_run_smoke():
-    out = co.train_cooperating_run(Tiny, depth=2, width=8, seed=0, max_epochs=3, batch_size=32)
-    assert len(out["perplexity"]) == 2 and set(out["layer_accuracy"]) == {"discrete", "continuous", "combined"}
-    assert all(1 <= p for p in out["perplexity"])
-    assert 1 <= out["epochs_trained"] <= 3
-
-
-def test_label_noise_run_smoke():
-    out = co.label_noise_run(Tiny, fraction=0.25, seed=0, epochs=2, depth=2, width=8, track_every=1,
-                             batch_size=32)
-    assert out["corrupted"] == 30 and [r["epoch"] for r in out["track"]] == [1, 2]
-    row = out["track"][-1]
-    assert len(row["perplexity_clean"]) == 2 and all(0 < p <= 1 for p in row["perplexity_corrupted"])

@@ -1,16 +1,14 @@
 """NSR: the loss against the intra-class variance formula and the official FIFO, DDP equivalence, statistics."""
 
-import os
-from types import SimpleNamespace
-
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from neuronlab import models, train
-from neuronlab.nsr import (IntraClassVariance, NeuronSteadiness, consistency_of_representations,
-                           pick_layer_by_variance, variance_by_correctness)
+from neuronlab.classwise import IntraClassVariance
+from neuronlab.nsr import (NeuronSteadiness, consistency_of_representations, pick_layer_by_variance,
+                           variance_by_correctness, variance_metrics)
 from neuronlab.probe import LayerNotFoundError
 
 
@@ -235,51 +233,6 @@ def test_consistency_equals_davies_bouldin():
         consistency_of_representations(x, torch.zeros(150, dtype=torch.long))
 
 
-def test_reproduction_runs_for_each_family_and_method(tiny_mnist_like):
-    from neuronlab.data import make_csbm
-    from neuronlab.nsr import OFFICIAL_LAMBDAS, PAPER_TABLE, train_nsr_run
-
-    Tiny = tiny_mnist_like
-    vanilla = train_nsr_run(Tiny, arch="MLP-4", method="vanilla", seed=0, epochs=2)
-    nsr = train_nsr_run(Tiny, arch="MLP-4", method="nsr", seed=0, epochs=2)
-    assert vanilla["layer"] == nsr["layer"] == "fc3" and nsr["lam"] == OFFICIAL_LAMBDAS["MLP-4"]
-    assert nsr["intra_class_variance"] < vanilla["intra_class_variance"]  # the regularized layer steadies
-    assert train_nsr_run(Tiny, arch="MLP-3", method="nsr", seed=0, epochs=1, layer="auto")["layer"] in ("fc1", "fc2")
-    for method in ["l1", "l2", "jacobian", "orthogonality"]:
-        out = train_nsr_run(Tiny, arch="MLP-3", method=method, seed=0, epochs=1, lam=0.01)
-        assert 0 <= out["test_error"] <= 100
-    assert set(PAPER_TABLE["MLP-4"]) == {"vanilla", "nsr"}
-    with pytest.raises(ValueError, match="method"):
-        train_nsr_run(Tiny, arch="MLP-4", method="dropout", seed=0, epochs=1)
-    with pytest.raises(ValueError, match="architecture"):
-        train_nsr_run(Tiny, arch="Transformer", method="nsr", seed=0, epochs=1)
-
-    images = SimpleNamespace(**{k: (v.reshape(-1, 1, 28, 28) if k.startswith("x_") else v)
-                                for k, v in vars(Tiny).items()})
-    out = train_nsr_run(images, arch="SmallCNN", method="nsr", seed=0, epochs=1)
-    assert out["layer"] == "fc2"
-    graph = make_csbm(num_nodes=120, num_classes=3, num_features=8, seed=0)
-    out = train_nsr_run(graph, arch="GraphSAGE-2", method="nsr", seed=0, epochs=3, lam=0.5)
-    assert out["layer"] == "conv2" and len(out["test_error_curve"]) == 3
-
-
-def test_mlp_grid_and_comparison_table():
-    import pandas as pd
-
-    from neuronlab.nsr import comparison_table, mlp_grid
-
-    grid = mlp_grid("quick", archs=["MLP-4"], seeds=[0, 1], epochs=3)
-    assert len(grid) == 6 and {g["method"] for g in grid} == {"vanilla", "nsr"}
-    rows = [dict(arch="MLP-4", seed=s, method=m, layer=l, test_error=e)
-            for s, m, l, e in [(0, "vanilla", "logits", 8.0), (1, "vanilla", "logits", 10.0),
-                               (0, "nsr", "logits", 6.0), (1, "nsr", "logits", 6.0)]]
-    row = comparison_table(pd.DataFrame(rows)).iloc[0]
-    assert row["vanilla (paper)"] == "2.29 ± 0.07" and row["NSR (paper)"] == "1.64 ± 0.04"
-    assert row["gain (paper)"] == "28.4 %"  # the paper prints 28.38 %
-    assert row["vanilla (ours)"] == "9.00 ± 1.41" and row["NSR, logits (ours)"] == "6.00 ± 0.00"
-    assert row["gain, logits (ours)"] == "33.3 %"
-
-
 def test_fixed_class_weights_equal_the_weighted_variances():
     model = models.MLP([5, 8, 4])
     x = torch.randn(30, 5, generator=gen(2))
@@ -291,91 +244,41 @@ def test_fixed_class_weights_equal_the_weighted_variances():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_experiment_grids_share_runs_and_cover_the_paper():
-    from neuronlab.nsr import EXPERIMENTS, LAMBDA_CHOICES, MLP_ARCHS, experiment_grid
-    from neuronlab.runs import config_key
-
-    grids = {name: experiment_grid(name, "quick") for name in EXPERIMENTS}
-    for name, grid in grids.items():
-        assert len({config_key(c) for c in grid}) == len(grid), f"{name} repeats a configuration"
-    mlp = grids["mlp"]
-    assert len(mlp) == len(MLP_ARCHS) * 3 * 3 and {c["layer"] for c in mlp if c["method"] == "nsr"} == {"logits", "auto"}
-    # vanilla and NSR of the baselines table are the very runs of the MLP table (one store: trained once)
-    shared = [c for c in grids["baselines"] if c["method"] in ("vanilla", "nsr")]
-    assert len(shared) == 6 and {config_key(c) for c in shared} <= {config_key(c) for c in mlp}
-    for method in ("l1", "l2", "jacobian", "orthogonality"):
-        lams = sorted({c["lam"] for c in grids["baselines"] if c["method"] == method})
-        assert lams == sorted(LAMBDA_CHOICES[method])
-    assert {c["layer"] for c in grids["layers"]} == {"fc1", "fc2", "fc3", "fc2+fc3"}
-    assert {c["arch"] for c in grids["gnn"]} >= {"GCN-2", "GCN-4", "GraphSAGE-2", "GraphSAGE-4"}
-    full_cnn = experiment_grid("cnn", "full")
-    assert {(c["dataset"], c["lr"], c["batch_size"]) for c in full_cnn} == {("cifar10", 0.1, 128)}
-    assert {c["arch"] for c in full_cnn} == {"ResNet-18", "VGG-19"}
-    with pytest.raises(ValueError, match="experiment"):
-        experiment_grid("resnet", "quick")
+def test_variance_metrics_measure_each_layer_after_each_epoch(tiny_mnist_like):
+    data = tiny_mnist_like
+    torch.manual_seed(0)
+    model = models.MLP([784, 16, 8, 10])
+    history = train.fit(model, data, epochs=2, batch_size=50, progress=False, metrics=variance_metrics(["fc1", "fc2"]))
+    assert {"icv_fc1", "icv_fc2"} <= set(history.table.columns)
+    with torch.no_grad():
+        hidden = model.fc1(data.x_train)
+        fc2 = model.fc2(torch.relu(hidden))
+    for name, responses in (("icv_fc1", hidden), ("icv_fc2", fc2)):
+        expected = intra_class_variance(responses.double(), data.y_train).mean().item()  # the independent loop
+        assert history.table[name].iloc[-1] == pytest.approx(expected, rel=1e-5)
 
 
-def test_select_lambda_looks_at_validation_not_test():
-    import pandas as pd
-
-    from neuronlab.nsr import select_lambda, summary_table
-
-    rows = []
-    for seed in (0, 1):
-        rows.append(dict(arch="MLP-4", method="l1", layer="logits", seed=seed, lam=0.1, val_error=5.0 + seed,
-                         test_error=9.0 + seed))
-        rows.append(dict(arch="MLP-4", method="l1", layer="logits", seed=seed, lam=1.0, val_error=7.0,
-                         test_error=4.0))  # better on test, worse on validation: must not be chosen
-        rows.append(dict(arch="MLP-4", method="vanilla", layer="logits", seed=seed, lam=0.0, val_error=8.0,
-                         test_error=8.0 + 2 * seed))
-    chosen = select_lambda(pd.DataFrame(rows))
-    assert sorted(chosen.loc[chosen.method == "l1", "lam"]) == [0.1, 0.1]
-    summary = summary_table(chosen, ["method"], paper={"l1": (2.27, 0.05)}, paper_key=lambda r: r["method"])
-    l1 = summary.set_index("method").loc["l1"]
-    assert l1["ours"] == "9.50 ± 0.71" and l1["paper"] == "2.27 ± 0.05" and l1["lambda"] == "0.1" and l1["seeds"] == 2
-    assert summary.set_index("method").loc["vanilla", "paper"] == "–"
+def test_variance_by_correctness_checks_its_labels():
+    x = torch.randn(4, 2)
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.1"):
+        variance_by_correctness(x, torch.tensor([0, 1, 2, 0]), torch.zeros(4, dtype=torch.long), 2)
+    with pytest.raises(ValueError, match="integer class indices"):
+        variance_by_correctness(x, torch.zeros(4), torch.zeros(4, dtype=torch.long), 2)
 
 
-def test_several_layers_history_metrics_and_resumed_experiment(tiny_mnist_like, tmp_path, monkeypatch):
-    from neuronlab import nsr as nsr_module
-    from neuronlab.nsr import IntraClassVariance, run_experiment, steadiness_history, train_nsr_run
+def test_the_method_module_holds_no_reproduction_and_loads_no_plotting_or_pandas():
+    import subprocess
+    import sys
 
-    out = train_nsr_run(tiny_mnist_like, arch="MLP-4", method="nsr", seed=0, epochs=1, layer="fc2+fc3", lam=1.0)
-    assert out["layer"] == "fc2+fc3" and 0 <= out["val_error"] <= 100 and out["diverged"] is False
-    exploded = train_nsr_run(tiny_mnist_like, arch="MLP-4", method="nsr", seed=0, epochs=2, lam=1e8)
-    assert exploded["diverged"] is True and exploded["test_error"] != exploded["test_error"]  # NaN, kept as a result
-    assert "lower the learning rate" in exploded["message"]
-    model, history = steadiness_history(tiny_mnist_like, arch="MLP-4", lam=1.0, epochs=2, watch=["fc2"])
-    stat = IntraClassVariance(10)
-    stat.update(model.fc2(torch.relu(model.fc1(tiny_mnist_like.x_train))).detach(), tiny_mnist_like.y_train)
-    assert history.table["icv_fc2"].iloc[-1] == pytest.approx(stat.compute()["layer"].item(), rel=1e-5)
+    import neuronlab.nsr as nsr
 
-    calls = []
-    monkeypatch.setattr(nsr_module, "experiment_data", lambda cfg: None)
-    monkeypatch.setattr(nsr_module, "train_nsr_run",
-                        lambda data, **cfg: calls.append(cfg) or dict(test_error=1.0, val_error=1.0, lam=0.0))
-    first = run_experiment("normalization", "quick", runs_dir=str(tmp_path))
-    again = run_experiment("normalization", "quick", runs_dir=str(tmp_path))
-    assert len(first) == len(again) == 12 and len(calls) == 12  # the second call reads the stored runs back
-    assert (tmp_path / "ch03_quick").is_dir()
-
-
-def test_cifar_style_cnn_run_and_command_line(tmp_path, monkeypatch, capsys):
-    from neuronlab import nsr as nsr_module
-    from neuronlab.nsr import main, train_nsr_run
-
-    g = gen(3)
-    cifar_like = SimpleNamespace(name="cifar10", num_classes=10,  # name "cifar10": crop-and-flip augmentation
-                                 x_train=torch.randn(40, 3, 32, 32, generator=g), y_train=torch.arange(10).repeat(4),
-                                 x_val=torch.randn(20, 3, 32, 32, generator=g), y_val=torch.arange(10).repeat(2),
-                                 x_test=torch.randn(20, 3, 32, 32, generator=g), y_test=torch.arange(10).repeat(2))
-    out = train_nsr_run(cifar_like, arch="VGG-19-w4", method="nsr", seed=0, epochs=1, batch_size=20, lam=0.1)
-    assert out["layer"] == "fc"
-    assert len(out["test_error_curve"]) == 1 and out["diverged"] is False
-
-    monkeypatch.setattr(nsr_module, "experiment_data", lambda cfg: None)
-    monkeypatch.setattr(nsr_module, "train_nsr_run", lambda data, **cfg: dict(
-        test_error=5.0 + cfg["seed"] + (cfg["method"] == "vanilla"), val_error=5.0, lam=cfg.get("lam", 7.4865)))
-    main(["--experiments", "normalization", "--runs", str(tmp_path)])
-    printed = capsys.readouterr().out
-    assert "== normalization (quick) ==" in printed and "6.00 ± 1.00" in printed and "7.00 ± 1.00" in printed
+    assert set(nsr.__all__) == {"NeuronSteadiness", "NonFiniteResponseError", "variance_metrics",
+                                "pick_layer_by_variance", "variance_by_correctness", "consistency_of_representations"}
+    for moved in ("PAPER_TABLE", "train_nsr_run", "experiment_grid", "build_model", "main", "IntraClassVariance",
+                  "plot_steadiness", "lambda_explorer"):
+        assert not hasattr(nsr, moved), f"neuronlab.nsr.{moved} should live in its own floor"
+    code = ("import sys, neuronlab.nsr\n"
+            "print(sorted(m for m in ('pandas', 'matplotlib', 'ipywidgets', 'neuronlab.experiments')\n"
+            "             if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

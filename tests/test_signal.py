@@ -7,8 +7,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from neuronlab.signal import (build_init_mlp, predicted_nonfinite_layer, predicted_std_ratio,
-                              propagate_random_product, signal_profile)
+from neuronlab.init import initialize_
+from neuronlab.models import build_model
+from neuronlab.signal import predicted_nonfinite_layer, predicted_std_ratio, propagate_random_product, signal_profile
+
+
+def build_init_mlp(depth, width, *, activation="relu", scheme="he", in_features=784, num_classes=10, x=None, seed=0):
+    torch.manual_seed(seed)
+    model = build_model(f"MLP-{depth - 1}x{width}", activation=activation, in_features=in_features,
+                        num_classes=num_classes)
+    return initialize_(model, scheme, x=x, generator=torch.Generator().manual_seed(seed))
 
 
 def test_unscaled_product_overflows_where_the_closed_form_says_and_deterministically():

@@ -366,6 +366,54 @@ def test_predict_and_evaluate_match_a_hand_computation_and_restore_the_mode():
     assert acc == pytest.approx((logits.argmax(1) == y).float().mean().item())
 
 
+def test_end_of_epoch_evaluation_gives_the_numbers_of_evaluate_and_evaluate_graph():
+    from torch_geometric.data import Data
+
+    from neuronlab.train import _evaluate_held_out, _FitData, evaluate_graph
+
+    torch.manual_seed(0)
+    model = _mlp(dropout=0.5).train()  # dropout would change the numbers if the pass were not in eval mode
+    data = _splits()
+    row = _evaluate_held_out(model, _FitData.read(data, None), F.cross_entropy, eval_batch_size=7)
+    assert list(row) == ["val_loss", "val_acc", "test_loss", "test_acc"] and model.training
+    for split in ("val", "test"):
+        assert (row[f"{split}_loss"], row[f"{split}_acc"]) == evaluate(model, *data[split], batch_size=7)
+    no_val = _evaluate_held_out(model, _FitData.read({"train": data["train"], "test": data["test"]}, None),
+                                F.cross_entropy, eval_batch_size=7)
+    assert math.isnan(no_val["val_loss"]) and math.isnan(no_val["val_acc"]) and no_val["test_acc"] == row["test_acc"]
+
+    class NodeMLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mlp = _mlp(dropout=0.5)
+
+        def forward(self, x, edge_index):
+            return self.mlp(x)
+
+    x, y = _separable(40, seed=3)
+    val = torch.arange(40) % 2 == 0
+    graph = Data(x=x, y=y, edge_index=torch.stack([torch.arange(39), torch.arange(1, 40)]), train_mask=~val,
+                 val_mask=val)
+    node_model = NodeMLP().train()
+    row = _evaluate_held_out(node_model, _FitData.read(graph, None), F.cross_entropy, eval_batch_size=7)
+    assert (row["val_loss"], row["val_acc"]) == evaluate_graph(node_model, graph, val) and node_model.training
+    assert math.isnan(row["test_loss"]) and math.isnan(row["test_acc"])  # no test mask
+
+
+def test_epoch_batches_are_a_shuffle_drawn_from_the_epoch_generator_only():
+    from neuronlab.train import _epoch_generator, _FitData
+
+    x = torch.arange(10, dtype=torch.float32).unsqueeze(1)
+    fit_data = _FitData.read({"train": (x, torch.arange(10) % 2)}, None)
+    batches = list(fit_data.batches(_epoch_generator(0, 1), 4, torch.device(CPU)))
+    assert [len(b[0]) for b in batches] == [4, 4, 2] and all(b[2] is None for b in batches)  # last one smaller
+    seen = torch.cat([b[0][:, 0] for b in batches]).long()
+    assert sorted(seen.tolist()) == list(range(10)) and torch.equal(torch.cat([b[1] for b in batches]), seen % 2)
+    torch.manual_seed(1)  # the global RNG plays no part: the same (seed, epoch) gives the same order
+    again = torch.cat([b[0][:, 0] for b in fit_data.batches(_epoch_generator(0, 1), 4, torch.device(CPU))]).long()
+    assert torch.equal(again, seen)
+
+
 def test_progress_false_prints_nothing(capsys):
     fit(nn.Linear(2, 2), _splits(), epochs=2, progress=False, device=CPU)
     captured = capsys.readouterr()

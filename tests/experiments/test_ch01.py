@@ -1,0 +1,70 @@
+"""Chapter 1's experiments: the training grid, one run, the curves and the table."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from neuronlab.experiments import ch01_signals as ch01
+from neuronlab.runs import config_key
+
+
+def test_training_grid_crosses_every_scheme_activation_and_seed_once():
+    for profile in ("quick", "full"):
+        grid = ch01.experiment_grid("training", profile)
+        settings = ch01.SETTINGS[profile]
+        assert len(grid) == len(ch01.SCHEMES) * len(ch01.ACTIVATIONS) * len(settings["seeds"])
+        assert len({config_key(c) for c in grid}) == len(grid)
+        assert {c["dataset"] for c in grid} == {settings["dataset"]}
+    with pytest.raises(ValueError, match="unknown experiment"):
+        ch01.experiment_grid("nope")
+
+
+def test_initialized_mlp_has_the_requested_depth_and_scheme_variance():
+    model = ch01.initialized_mlp(5, 64, scheme="he", in_features=32, num_classes=3)
+    assert model.depth == 5 and model.widths == [32, 64, 64, 64, 64, 3]
+    # He: Var[W] = 2 / fan_in, measured over a 64 x 64 layer
+    assert model.fc3.weight.var().item() == pytest.approx(2 / 64, rel=0.1)
+    assert torch.equal(model.fc3.bias, torch.zeros(64))
+    same = ch01.initialized_mlp(5, 64, scheme="he", in_features=32, num_classes=3)
+    assert torch.equal(model.fc1.weight, same.fc1.weight)  # seeded
+    with pytest.raises(ValueError, match="depth"):
+        ch01.initialized_mlp(0, 8)
+
+
+def test_one_run_returns_the_shared_schema_consistent_with_its_curves(tiny_mnist_like):
+    result = ch01.train_init_run(tiny_mnist_like, scheme="xavier", activation="tanh", depth=3, width=16,
+                                 epochs=3, seed=0, dataset="tiny", device="cpu")
+    for key in ("test_error", "best_epoch", "val_error", "min_test_error", "epoch_of_min", "seconds",
+                "test_error_curve", "train_loss_curve", "history", "epochs_to_90"):
+        assert key in result
+    curve = result["test_error_curve"]
+    assert len(curve) == 3 and len(result["history"]["test_acc"]) == 3
+    assert result["min_test_error"] == pytest.approx(min(curve), abs=1e-3)
+    assert curve[result["epoch_of_min"] - 1] == pytest.approx(min(curve), abs=1e-3)
+    assert result["test_error"] == pytest.approx(curve[result["best_epoch"] - 1], abs=1e-3)
+    best_val = max(result["history"]["val_acc"])
+    assert result["val_error"] == pytest.approx(100 * (1 - best_val))
+    assert result["seconds"] > 0
+    with pytest.raises(ValueError, match="dataset"):
+        ch01.train_init_run(tiny_mnist_like, scheme="he", activation="relu", epochs=1, dataset="mnist")
+
+
+def test_curves_frame_has_one_row_per_run_and_epoch():
+    history = {c: [0.0, 1.0] for c in ch01.HISTORY_COLUMNS}
+    table = pd.DataFrame([{"scheme": "he", "seed": 0, "history": history, "test_error_curve": [1, 2]},
+                          {"scheme": "xavier", "seed": 0, "history": history, "test_error_curve": [1, 2]}])
+    curves = ch01.curves_frame(table)
+    assert len(curves) == 4 and set(curves["scheme"]) == {"he", "xavier"}
+    assert "test_error_curve" not in curves
+    with pytest.raises(ValueError, match="history"):
+        ch01.curves_frame(pd.DataFrame([{"scheme": "he"}]))
+
+
+def test_comparison_table_gives_mean_and_std_over_seeds():
+    table = pd.DataFrame([dict(activation="relu", scheme="he", seed=s, test_error=e, epochs_to_90=2)
+                          for s, e in enumerate([2.0, 4.0])])
+    row = ch01.comparison_table(table).iloc[0]
+    assert row["test error at best val epoch (%)"] == f"3.00 ± {math.sqrt(2):.2f}"
+    assert row["seeds"] == 2

@@ -1,0 +1,158 @@
+"""Chapter 2's experiments: grids, the run protocol, the stored Fashion-MNIST runs, tables and command line."""
+
+import json
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+
+from neuronlab import init, models, train
+from neuronlab.experiments import _common
+from neuronlab.experiments import ch02_campaign as ch02
+from neuronlab.runs import config_key
+
+STORED = _common.STORED_RESULTS / "ch02" / "fashion_quick"
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+# -------------------------------------------------------------------------------------------------- grids
+def test_tables_grid_covers_every_base_network_method_and_seed():
+    for profile, dataset, epochs, seeds in [("quick", "mnist-5k", 20, [0, 1, 2]), ("full", "mnist", 101, [0, 1, 2, 3, 4])]:
+        grid = ch02.experiment_grid("tables", profile)
+        assert len(grid) == 2 * 3 * 6 * len(seeds)
+        assert {(c["base"], c["arch"], c["method"], c["seed"]) for c in grid} == {
+            (b, a, m, s) for b in ("xavier", "he") for a in ("IBCI-2", "IBCI-3", "IBCI-5")
+            for m in ("vanilla", "lsuv", "ibci", "tie", "iim", "random") for s in seeds}
+        assert all(c["dataset"] == dataset and c["epochs"] == epochs and c["lr"] == 0.1 and c["batch_size"] == 100
+                   for c in grid)
+        # the configuration keys the runs were stored under before this module existed
+        assert set(grid[0]) == {"dataset", "arch", "base", "method", "lr", "batch_size", "epochs", "seed"}
+
+
+def test_fashion_and_cnn_grids():
+    quick = ch02.experiment_grid("fashion", "quick")
+    assert len(quick) == 2 * 2 * 3 * 3 and {c["arch"] for c in quick} == {"IBCI-2", "IBCI-3"}
+    assert {c["dataset"] for c in quick} == {"fashion-mnist"} and {c["epochs"] for c in quick} == {20}
+    full = ch02.experiment_grid("fashion", "full")
+    assert len(full) == 2 * 3 * 3 * 5 and {c["epochs"] for c in full} == {101}
+    assert {c["method"] for c in full} == {"vanilla", "lsuv", "ibci"}
+    cnn = ch02.experiment_grid("cnn", "quick")
+    assert [(c["method"], c["seed"]) for c in cnn] == [(m, s) for m in ("vanilla", "lsuv", "ibci", "ibci+lsuv")
+                                                       for s in (0, 1)]
+    assert all(c["arch"] == "SmallCNN-16-32" and c["base"] == "he" and c["lr"] == 0.02 and c["epochs"] == 4
+               and c["dataset"] == "mnist-5k" for c in cnn)
+    assert {c["epochs"] for c in ch02.experiment_grid("cnn", "full")} == {20}
+    with pytest.raises(ValueError, match="unknown experiment"):
+        ch02.experiment_grid("table3", "quick")
+
+
+def test_every_stored_run_belongs_to_the_fashion_grid_and_has_the_schema():
+    files = sorted(STORED.glob("*.json"))
+    assert len(files) == 36
+    keys = {config_key(c) for c in ch02.experiment_grid("fashion", "quick")}
+    assert {f.stem for f in files} == keys  # every stored run is reached, and every run is stored
+    for f in files:
+        record = json.loads(f.read_text())
+        assert config_key(record["config"]) == f.stem
+        result = record["result"]
+        assert {"test_error", "best_epoch", "min_test_error", "epoch_of_min", "test_error_curve"} <= set(result)
+        assert not {"test_error_at_best_val", "best_val_epoch"} & set(result)
+        assert result["min_test_error"] == pytest.approx(min(result["test_error_curve"]), abs=1e-3)
+        assert result["test_error"] == pytest.approx(result["test_error_curve"][result["best_epoch"] - 1], abs=1e-3)
+
+
+def test_stored_fashion_runs_are_read_back_and_give_the_books_table(monkeypatch, tmp_path):
+    monkeypatch.setattr(ch02, "run_config", lambda config, device: pytest.fail(f"retrained {config}"))
+    _, run = ch02.setup("quick", 0, tmp_path)
+    table = ch02.run_experiment("fashion", run)
+    assert len(table) == 36
+    ours = ch02.comparison_table(table, {}, ["vanilla", "lsuv", "ibci"])
+    # the numbers the chapter printed when the runs were made
+    assert ours.loc[0, ["init", "layers"]].tolist() == ["Xavier", "2"]
+    assert ours.loc[0, "Vanilla (ours)"] == "11.72 ± 0.21 (15)"
+    assert ours.loc[3, "IBCI (ours)"] == "11.26 ± 0.10 (16)"
+    honest = ch02.comparison_table(table, {}, ["vanilla", "lsuv", "ibci"], value="test_error", epoch="best_epoch")
+    assert honest.loc[2, "Vanilla (ours)"] == "12.00 ± 0.31 (13)"
+
+
+# ------------------------------------------------------------------------------------------------- runs
+def test_one_run_has_the_schema_and_follows_the_protocol(tiny_mnist_like):
+    out = ch02.train_campaign_run(tiny_mnist_like, arch="IBCI-2", base="he", method="ibci", seed=0, epochs=2,
+                                  dataset="tiny", device="cpu")
+    assert {"test_error", "best_epoch", "val_error", "min_test_error", "epoch_of_min", "seconds", "init_seconds",
+            "epoch_seconds", "test_error_curve", "train_loss_curve"} <= set(out)
+    assert len(out["test_error_curve"]) == 2
+    assert out["min_test_error"] == pytest.approx(min(out["test_error_curve"]), abs=1e-3)
+    assert out["seconds"] >= out["init_seconds"] > 0
+    with pytest.raises(ValueError, match="dataset"):
+        ch02.train_campaign_run(tiny_mnist_like, arch="IBCI-2", base="he", method="ibci", seed=0, epochs=1,
+                                dataset="mnist")
+    with pytest.raises(ValueError, match="method"):
+        ch02.initialize_for_method(models.build_model("IBCI-2"), "magic", "he", tiny_mnist_like.x_train,
+                                   tiny_mnist_like.y_train, gen())
+
+
+def test_a_vanilla_run_is_he_from_the_seeds_generator_then_plain_sgd(tiny_mnist_like):
+    # written out: seed torch, build, He drawn from a generator seeded with the run's seed, SGD lr 0.1 batch 100
+    torch.manual_seed(3)
+    model = models.build_model("IBCI-2")
+    init.he_(model, generator=gen(3))
+    history = train.fit(model, tiny_mnist_like, epochs=2, lr=0.1, batch_size=100, seed=3, progress=False,
+                        optimizer="sgd", momentum=0.0)
+    out = ch02.train_campaign_run(tiny_mnist_like, arch="IBCI-2", base="he", method="vanilla", seed=3, epochs=2)
+    assert out["train_loss_curve"] == history.table["train_loss"].astype(float).round(5).tolist()
+    assert out["min_test_error"] == float(history.min_test_error)
+
+
+def test_campaign_then_lsuv_on_the_cnn_and_run_config_loads_images(monkeypatch):
+    g = gen(0)
+    images = SimpleNamespace(name="tiny-images", num_classes=3, x_train=torch.randn(60, 1, 12, 12, generator=g),
+                             y_train=torch.arange(3).repeat(20))
+    model = models.build_model("SmallCNN-4-6", images)
+    ch02.initialize_for_method(model, "ibci+lsuv", "he", images.x_train, images.y_train, gen(1))
+    with torch.no_grad():
+        assert model(images.x_train).var().item() == pytest.approx(1.0, abs=0.05)  # LSUV ran last
+    loaded = []
+    monkeypatch.setattr(ch02, "cached_dataset", lambda name, **options: loaded.append((name, options)) or name)
+    monkeypatch.setattr(ch02, "train_campaign_run", lambda data, **config: {"data": data})
+    for config in ch02.experiment_grid("cnn", "quick")[:1] + ch02.experiment_grid("tables", "quick")[:1]:
+        ch02.run_config(config, "cpu")
+    assert loaded == [("mnist-5k", {"flatten": False}), ("mnist-5k", {"flatten": True})]
+
+
+# ------------------------------------------------------------------------------------------------ tables
+def test_comparison_table_puts_paper_beside_ours():
+    rows = [dict(base="xavier", arch="IBCI-2", method=m, seed=s, min_test_error=e, epoch_of_min=ep,
+                 test_error=e + 1, best_epoch=ep + 1)
+            for m, s, e, ep in [("vanilla", 0, 3.0, 10), ("vanilla", 1, 5.0, 20), ("ibci", 0, 2.0, 4),
+                                ("ibci", 1, 2.0, 6)]]
+    table = ch02.comparison_table(pd.DataFrame(rows), ch02.PAPER_TABLE1, ["vanilla", "lsuv", "ibci"])
+    row = table.iloc[0]
+    assert row["Vanilla (paper)"] == "2.04 ± 0.03 (75)"
+    assert row["Vanilla (ours)"] == "4.00 ± 1.41 (15)"
+    assert row["IBCI (ours)"] == "2.00 ± 0.00 (5)"
+    assert row["LSUV (ours)"] == "–"
+    assert row["seeds"] == 2
+    honest = ch02.comparison_table(pd.DataFrame(rows), {}, ["vanilla"], value="test_error", epoch="best_epoch")
+    assert honest.iloc[0]["Vanilla (ours)"] == "5.00 ± 1.41 (16)"
+    with pytest.raises(KeyError, match="test_error_at_best_val"):
+        ch02.comparison_table(pd.DataFrame(rows), {}, ["vanilla"], value="test_error_at_best_val")
+
+
+def test_summaries_of_the_three_experiments():
+    rows = [dict(base=b, arch=a, method=m, seed=s, min_test_error=2.0 + s, epoch_of_min=5, test_error=3.0,
+                 best_epoch=6, init_seconds=0.5, epoch_seconds=1.0)
+            for b in ("xavier", "he") for a in ("IBCI-2",) for m in ch02.METHODS for s in (0, 1)]
+    tables = ch02.summary("tables", pd.DataFrame(rows))
+    assert tables.loc[0, "TIE (paper)"] == "2.04 ± 0.07 (58)" and tables.loc[0, "Vanilla (paper)"] == "2.04 ± 0.03 (75)"
+    assert tables.loc[0, "random election (paper)"] == "–" and tables.loc[0, "IIM (ours)"] == "2.50 ± 0.71 (5)"
+    fashion = ch02.summary("fashion", pd.DataFrame(rows))
+    assert not [c for c in fashion.columns if "paper" in c] and "LSUV (ours)" in fashion.columns
+    cnn_rows = [dict(r, arch="SmallCNN-16-32") for r in rows if r["base"] == "he" and r["method"] in ("vanilla", "ibci")]
+    cnn = ch02.summary("cnn", pd.DataFrame(cnn_rows))
+    assert cnn["method"].tolist() == ["vanilla", "ibci"] and cnn.loc[0, "initialization (s)"] == 0.5
+    assert ch02.summary("tables", pd.DataFrame()).empty
