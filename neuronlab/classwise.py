@@ -254,9 +254,10 @@ def intra_class_variance(responses: torch.Tensor, labels: Labels, num_classes: O
         num_classes: :math:`K` (default ``labels.max() + 1``).
 
     Returns:
-        ``{"per_class": [K, n] population variances (NaN for a class with no sample), "per_neuron": [n]
-        sigma_n, "layer": the mean of per_neuron, "counts": [K] observations per class}``, float64.
-        :class:`IntraClassVariance` gives the same over batches.
+        dict: float64 tensors under four keys, ``"per_class"`` (``[K, n]`` population variances, NaN for a
+        class with no sample), ``"per_neuron"`` (``[n]``, :math:`\sigma_n`), ``"layer"`` (the mean of
+        ``per_neuron``) and ``"counts"`` (``[K]`` observations per class). :class:`IntraClassVariance`
+        gives the same over batches.
 
     Example:
         >>> import torch

@@ -359,7 +359,7 @@ def layer_accuracies(model: nn.Module, x_train: torch.Tensor, y_train: torch.Ten
     returned on the CPU), so the model may sit on a GPU.
 
     Returns:
-        One row per layer and mode, in layer order: ``{"layer", "depth", "mode", "accuracy",
+        list: one row per layer and mode, in layer order, each ``{"layer", "depth", "mode", "accuracy",
         "node_accuracy"}`` with the layer classifier's accuracy (``"accuracy"``) and the mean accuracy of
         its single nodes (``"node_accuracy"``: each node's own argmax prediction); ``depth`` counts the
         hidden layers from 1. ``pandas.DataFrame(rows)`` makes it a table.

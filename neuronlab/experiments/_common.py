@@ -130,7 +130,7 @@ def run_chapter_experiment(grid: Sequence[Mapping[str, Any]], name: str, run: Ch
 
 
 class Timer:
-    """Wall time of a ``with`` block, in :attr:`seconds`."""
+    """Wall time of a ``with`` block, in its ``seconds`` attribute."""
 
     def __enter__(self) -> "Timer":
         self._start = time.perf_counter()

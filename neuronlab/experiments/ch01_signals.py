@@ -28,13 +28,13 @@ __all__ = ["CHAPTER", "TITLE", "SETTINGS", "EXPERIMENTS", "STORED", "SCHEMES", "
 
 CHAPTER = "ch01"
 TITLE = "Vanishing and exploding signals; Xavier, He and LSUV initialization"
-#: Per profile: the data, epochs and seeds of the training runs and the device they use.
+#: The data, epochs and seeds of the training runs in each profile, and the device they use.
 SETTINGS = {
     "quick": dict(dataset="mnist-5k", epochs=25, seeds=[0, 1, 2], device="cpu"),
     "full": dict(dataset="mnist", epochs=60, seeds=[0, 1, 2, 3, 4], device=None),
 }
 EXPERIMENTS = ("training",)
-#: No run of this chapter is stored with the book: the build trains them.
+#: The experiments whose quick runs are stored with the book (none here; the book build trains them).
 STORED: Tuple[str, ...] = ()
 #: The initialization schemes compared (:func:`neuronlab.init.initialize_` names).
 SCHEMES = ("gaussian", "xavier", "he", "lsuv")

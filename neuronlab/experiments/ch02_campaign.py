@@ -68,7 +68,7 @@ ARCHITECTURES = ("IBCI-2", "IBCI-3", "IBCI-5")
 METHOD_LABELS = {"vanilla": "Vanilla", "lsuv": "LSUV", "ibci": "IBCI", "tie": "TIE", "iim": "IIM",
                  "random": "random election"}
 
-#: Per profile: the data, epochs and seeds of the MLP runs, those of the CNN runs, and the device.
+#: The data, epochs and seeds of the MLP runs and of the CNN runs in each profile, and the device.
 SETTINGS = {
     "quick": dict(dataset="mnist-5k", epochs=20, seeds=[0, 1, 2], cnn_epochs=4, cnn_seeds=[0, 1], device="cpu"),
     "full": dict(dataset="mnist", epochs=101, seeds=[0, 1, 2, 3, 4], cnn_epochs=20, cnn_seeds=[0, 1, 2],
@@ -78,11 +78,11 @@ EXPERIMENTS = ("tables", "fashion", "cnn")
 #: The quick-profile Fashion-MNIST runs (about 15 CPU minutes) are stored with the book.
 STORED = ("fashion",)
 
-#: The Fashion-MNIST experiment: its dataset, methods and networks per profile.
+#: The dataset of the Fashion-MNIST experiment (its methods and networks follow).
 FASHION_DATASET = "fashion-mnist"
 FASHION_METHODS = ("vanilla", "lsuv", "ibci")
 FASHION_ARCHS = {"quick": ("IBCI-2", "IBCI-3"), "full": ARCHITECTURES}
-#: The CNN experiment: network, candidate scheme, methods and learning rate.
+#: The network of the CNN experiment (its candidate scheme, methods and learning rate follow).
 CNN_ARCH = "SmallCNN-16-32"
 CNN_BASE = "he"
 CNN_METHODS = ("vanilla", "lsuv", "ibci", "ibci+lsuv")
@@ -108,7 +108,7 @@ def experiment_grid(name: str, profile: str = "quick") -> List[Dict[str, Any]]:
 
     ``"tables"``: every base, network and method of :data:`METHODS` on the profile's dataset;
     ``"fashion"``: vanilla, LSUV and IBCI on Fashion-MNIST (IBCI-2 and IBCI-3 in the quick profile, all
-    three networks in the full one); ``"cnn"``: :data:`CNN_METHODS` on :data:`CNN_ARCH` with He candidates.
+    three networks in the full one); ``"cnn"``: ``CNN_METHODS`` on :data:`CNN_ARCH` with He candidates.
     """
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose one of {EXPERIMENTS}")

@@ -160,7 +160,7 @@ def train_cooperating_run(data, *, depth: int, width: int, seed: int, max_epochs
     then the analysis of the trained network on the CPU.
 
     Returns:
-        A JSON-ready dict: :func:`~neuronlab.experiments._common.history_summary`'s keys (``seconds`` is
+        dict: JSON-ready, with :func:`~neuronlab.experiments._common.history_summary`'s keys (``seconds`` is
         ``train_seconds + analysis_seconds``), and ``epochs_trained``; ``perplexity``: per hidden layer, the
         class-averaged perplexity of the training set; ``layer_accuracy``: ``{mode: [per hidden layer]}``,
         the layer classifiers' test accuracy (fraction) for the three node modes; ``node_accuracy_combined``:
@@ -268,7 +268,7 @@ def noise_configs(dataset: str, fractions: Sequence[float], seeds: Sequence[int]
 
 
 def experiment_grid(name: str, profile: str = "quick") -> List[Dict[str, Any]]:
-    """The run configurations of experiment ``name`` (:data:`EXPERIMENTS`) in ``profile``."""
+    """The run configurations of experiment ``name`` (one of ``EXPERIMENTS``) in ``profile``."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose one of {EXPERIMENTS}")
     s = SETTINGS[profile]
