@@ -54,12 +54,7 @@ def data_dir(root: Optional[Union[str, Path]] = None) -> Path:
     Order: the ``root`` argument, the ``NEURONLAB_DATA`` environment variable, ``~/.neuronlab/data``.
     The folder is not created here; loaders create it only when they are about to write into it.
     """
-    if root is not None:
-        return Path(root).expanduser()
-    env = os.environ.get(DATA_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".neuronlab" / "data"
+    return _user_folder(root, DATA_ENV, "data")
 
 
 def runs_dir(root: Optional[Union[str, Path]] = None) -> Path:
@@ -69,12 +64,13 @@ def runs_dir(root: Optional[Union[str, Path]] = None) -> Path:
     notebooks (``RUNS_DIR``) and the command line (``--runs``) resolve it the same way, so both find the
     same runs wherever they are started; point it at a mounted Google Drive on Colab.
     """
-    if root is not None:
-        return Path(root).expanduser()
-    env = os.environ.get(RUNS_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".neuronlab" / "runs"
+    return _user_folder(root, RUNS_ENV, "runs")
+
+
+def _user_folder(root: Optional[Union[str, Path]], env_var: str, default: str) -> Path:
+    """The argument, else the environment variable, else ``~/.neuronlab/<default>``; ``~`` expanded."""
+    chosen = root if root is not None else os.environ.get(env_var) or Path.home() / ".neuronlab" / default
+    return Path(chosen).expanduser()
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -30,6 +30,7 @@ model never keeps stray hooks (as in Captum, whose attribution methods always re
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -278,8 +279,6 @@ def is_graph(data) -> bool:
     node masks, dense models take ``model(x)`` and train on batches. A mapping (e.g. a dict of splits) is
     never a graph.
     """
-    from collections.abc import Mapping
-
     return not isinstance(data, Mapping) and getattr(data, "edge_index", None) is not None and hasattr(data, "x")
 
 

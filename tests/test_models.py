@@ -1,11 +1,13 @@
 """neuronlab.models: layer names, parameter counts by closed form, shapes, paper conventions."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
 
-from neuronlab.models import (GCN, MLP, PAPER_MLP_WIDTHS, GraphSAGE, SmallCNN, count_parameters, paper_mlp,
-                              resnet18_cifar, vgg19_cifar)
+from neuronlab.models import (GCN, MLP, PAPER_MLP_WIDTHS, GraphSAGE, SmallCNN, build_model, count_parameters,
+                              paper_mlp, resnet18_cifar, vgg19_cifar)
 
 
 def test_mlp_names_order_and_parameter_count():
@@ -196,3 +198,34 @@ def test_importing_the_graph_models_emits_no_future_warning():
     result = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", code], capture_output=True,
                             text=True, cwd=Path(__file__).resolve().parents[1], timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_build_model_sizes_every_family_for_its_data():
+    dense = SimpleNamespace(x_train=torch.zeros(4, 20), num_classes=3)
+    images = SimpleNamespace(x_train=torch.zeros(4, 1, 28, 28), num_classes=10)
+    assert build_model("mlp-4").widths == [784, 256, 100, 10]          # case does not matter
+    assert build_model("IBCI-5").widths == [784, 32, 32, 32, 32, 10]
+    assert build_model("MLP-2x50", dense, activation="tanh").widths == [20, 50, 50, 3]
+    assert build_model("MLP-0x7", dense).widths == [20, 3]
+    cnn = build_model("SmallCNN-16-32", images)
+    assert cnn.conv1.out_channels == 16 and cnn.fc2.out_features == 10
+    assert build_model("SmallCNN", images, batchnorm=True).conv2.out_channels == 64
+    assert build_model("ResNet-18-w16", images)(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert build_model("VGG-19-w8", num_classes=4, in_channels=3)(torch.zeros(2, 3, 32, 32)).shape == (2, 4)
+    with pytest.raises(ValueError, match="flatten=False"):
+        build_model("SmallCNN", SimpleNamespace(x_train=torch.zeros(4, 784), num_classes=10))
+    with pytest.raises(ValueError, match="needs in_features"):
+        build_model("MLP-2x50")
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_model("Transformer-12")
+    with pytest.raises(TypeError, match="unexpected"):
+        build_model("MLP-4", widht=3)
+
+
+def test_build_model_graph_networks_take_their_sizes_from_the_graph():
+    graph = SimpleNamespace(num_features=6, num_classes=4)
+    gcn = build_model("GCN-3", graph)
+    assert gcn.num_layers == 3 and gcn.dropout.p == 0.5
+    assert build_model("GraphSAGE-2", graph, dropout=0.1).dropout.p == 0.1
+    x, edge_index = torch.randn(5, 6), torch.tensor([[0, 1, 2], [1, 2, 3]])
+    assert gcn(x, edge_index).shape == (5, 4)

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from neuronlab.models import GCN, MLP, SmallCNN
-from neuronlab.probe import LayerNotFoundError, channel_responses, collect_responses, record, resolve_layers
+from neuronlab.probe import (LayerNotFoundError, channel_responses, collect_responses, forward_call_order, is_graph,
+                             output_layer, record, resolve_layers)
 
 
 def _no_hooks(model):
@@ -243,3 +244,37 @@ def test_graphsage_responses_with_a_node_mask():
     assert logits.shape == (5, 2) and rec["conv2"].shape == (5, 6)
     assert rec["act2"][graph.train_mask].shape == (3, 6)
     assert model.training and _no_hooks(model)
+
+
+def test_forward_call_order_follows_the_pass_not_the_definition_and_removes_its_hooks():
+    class Reversed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.second = nn.Linear(4, 2)   # defined first, called last
+            self.first = nn.Linear(3, 4)
+            self.unused = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.second(self.first(x))
+
+    model = Reversed()
+    layers = [(name, m) for name, m in model.named_children()]
+    assert [name for name, _ in layers] == ["second", "first", "unused"]
+    assert forward_call_order(model, torch.randn(5, 3), layers) == ["first", "second", "unused"]
+    assert all(not m._forward_hooks for m in model.modules())
+    with pytest.raises(RuntimeError):
+        forward_call_order(model, torch.randn(5, 7), layers)  # wrong input size: the hooks still go
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_output_layer_and_graph_detection():
+    assert output_layer(MLP([4, 8, 3])) == "fc2"
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        output_layer(nn.Sequential(nn.ReLU()))
+
+    class Graph:
+        x = torch.zeros(3, 2)
+        edge_index = torch.zeros(2, 4, dtype=torch.long)
+
+    assert is_graph(Graph()) and not is_graph(torch.zeros(3, 2))
+    assert not is_graph({"x": Graph.x, "edge_index": Graph.edge_index})  # a dict of tensors is not a graph
