@@ -16,4 +16,6 @@ echo "==> book structure check: jupyter-book build -W -n --keep-going (execution
 rm -rf _build/ci && mkdir -p _build/ci
 sed "s/^  execute_notebooks: .*/  execute_notebooks: 'off'/" _config.yml > _build/ci/_config.yml
 .venv/bin/jupyter-book build . --config _build/ci/_config.yml --path-output _build/ci -W -n --keep-going --quiet
+echo "==> rendered pages: Colab launch, source download and repository buttons"
+.venv/bin/python scripts/check_rendered_pages.py _build/ci/_build/html
 echo "==> all tests passed"
