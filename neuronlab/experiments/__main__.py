@@ -2,7 +2,12 @@
 
 Runs (or resumes, or reads back) a chapter's experiments into exactly the folders its notebook reads
 (``<runs>/chNN/<experiment>_<profile>``; the book's stored quick-profile runs are read where they are) and
-prints each experiment's table. ``--list`` shows the chapters and their experiments.
+prints each experiment's table, with progress bars over the runs and the epochs. ``--list`` shows the
+chapters and their experiments.
+
+``--smoke`` (or ``NEURONLAB_SMOKE=1``) runs every chosen experiment through its real code paths with a tiny
+budget on tiny generated data files (:mod:`neuronlab.experiments.smoke`), into ``<runs>/smoke/...``: a check,
+in minutes on a CPU, that e.g. ``ch03 --profile full`` runs end to end before it is started on a GPU.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: the profile's)")
     p.add_argument("--seed", type=int, default=0, help="the seed of the setup (each run has its own seeds)")
     p.add_argument("--experiments", nargs="*", default=None, help="which experiments (default: all)")
+    p.add_argument("--smoke", action="store_true", default=None,
+                   help="smoke test: every run of the profile's grids through the real code, first seed only, "
+                        "1-2 epochs, on tiny generated data files, stored under <runs>/smoke "
+                        "(default: $NEURONLAB_SMOKE)")
     return p
 
 
@@ -53,10 +62,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, pd.DataFrame]:
     unknown = [n for n in names if n not in module.EXPERIMENTS]
     if unknown:
         parser().error(f"{args.chapter} has no experiment(s) {unknown}; it has {list(module.EXPERIMENTS)}")
-    _, run = module.setup(args.profile, args.seed, args.runs, device=args.device)
+    _, run = module.setup(args.profile, args.seed, args.runs, device=args.device, smoke=args.smoke)
     tables = {}
     for name in names:
-        print(f"\n== {args.chapter} {name} ({run.profile}) -> {run.store_path(name)}")
+        mode = f"{run.profile}, smoke" if run.smoke else run.profile
+        print(f"\n== {args.chapter} {name} ({mode}) -> {run.store_path(name)}")
         tables[name] = table = module.run_experiment(name, run, progress=True)
         with pd.option_context("display.width", 200, "display.max_columns", 30):
             print(module.summary(name, table).to_string(index=False))

@@ -42,11 +42,11 @@ ACTIVATIONS = ("tanh", "relu")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
 
-def setup(profile: Optional[str] = None, seed: int = 0, runs_dir=None, device: Optional[str] = None
-          ) -> Tuple[Dict[str, Any], ChapterRun]:
+def setup(profile: Optional[str] = None, seed: int = 0, runs_dir=None, device: Optional[str] = None,
+          smoke: Optional[bool] = None) -> Tuple[Dict[str, Any], ChapterRun]:
     """The notebook's first line: ``SETTINGS, RUN = ch01.setup(PROFILE, SEED, RUNS_DIR)`` (see
-    :func:`neuronlab.experiments._common.setup_chapter`)."""
-    return setup_chapter(CHAPTER, SETTINGS, profile, seed, runs_dir, device, STORED)
+    :func:`neuronlab.experiments._common.setup_chapter`; ``smoke``: ``neuronlab.experiments.smoke``)."""
+    return setup_chapter(CHAPTER, SETTINGS, profile, seed, runs_dir, device, STORED, smoke=smoke)
 
 
 def initialized_mlp(depth: int, width: int, *, activation: str = "relu", scheme: str = "he", in_features: int = 784,
@@ -81,8 +81,9 @@ def experiment_grid(name: str, profile: str = "quick") -> List[Dict[str, Any]]:
 def train_init_run(data, *, scheme: str, activation: str, depth: int = 10, width: int = 100, lr: float = 0.05,
                    batch_size: int = 100, epochs: int = 25, seed: int = 0, weight_std: float = 0.01,
                    lsuv_samples: int = 512, dataset: Optional[str] = None,
-                   device: Optional[Union[str, torch.device]] = None) -> Dict[str, Any]:
-    """Train a ``depth``-layer MLP initialized by ``scheme`` with plain SGD; return a JSON-ready summary.
+                   device: Optional[Union[str, torch.device]] = None, progress: bool = False) -> Dict[str, Any]:
+    """Train a ``depth``-layer MLP initialized by ``scheme`` with plain SGD on ``device``; return a JSON-ready
+    summary (``progress``: a bar over the epochs).
 
     The result holds :func:`~neuronlab.experiments._common.history_summary`'s keys, the per-epoch curves
     (``history``: lists keyed by column), ``epochs_to_90`` (the first epoch with validation accuracy
@@ -94,7 +95,7 @@ def train_init_run(data, *, scheme: str, activation: str, depth: int = 10, width
         model = initialized_mlp(depth, width, activation=activation, scheme=scheme, in_features=in_features,
                                 num_classes=data.num_classes, weight_std=weight_std,
                                 x=data.x_train[:lsuv_samples].reshape(-1, in_features), seed=seed)
-        history = fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, progress=False,
+        history = fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, progress=progress,
                       device=device)
     table = history.table
     reached = table.loc[table["val_acc"] >= 0.9, "epoch"]
@@ -106,13 +107,15 @@ def train_init_run(data, *, scheme: str, activation: str, depth: int = 10, width
     }
 
 
-def run_config(config: Mapping[str, Any], device=None) -> Dict[str, Any]:
-    """Load the configuration's data (flattened images) and train it (:func:`train_init_run`)."""
-    return train_init_run(cached_dataset(config["dataset"], flatten=True), **config, device=device)
+def run_config(config: Mapping[str, Any], device=None, progress: bool = False) -> Dict[str, Any]:
+    """Load the configuration's data (flattened images) and train it on ``device`` (:func:`train_init_run`)."""
+    return train_init_run(cached_dataset(config["dataset"], flatten=True), **config, device=device,
+                          progress=progress)
 
 
-def run_experiment(name: str, run: ChapterRun, progress: bool = False) -> pd.DataFrame:
-    """Run (or resume, or read back) experiment ``name`` into ``run``'s store; returns its table."""
+def run_experiment(name: str, run: ChapterRun, progress: Optional[bool] = None) -> pd.DataFrame:
+    """Run (or resume, or read back) experiment ``name`` into ``run``'s store; returns its table. ``progress``:
+    bars over the runs and the epochs (``None``: in the full profile only)."""
     return run_chapter_experiment(experiment_grid(name, run.profile), name, run, run_config, progress)
 
 

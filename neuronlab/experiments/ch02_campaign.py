@@ -89,11 +89,11 @@ CNN_METHODS = ("vanilla", "lsuv", "ibci", "ibci+lsuv")
 CNN_LR = 0.02
 
 
-def setup(profile: Optional[str] = None, seed: int = 0, runs_dir=None, device: Optional[str] = None
-          ) -> Tuple[Dict[str, Any], ChapterRun]:
+def setup(profile: Optional[str] = None, seed: int = 0, runs_dir=None, device: Optional[str] = None,
+          smoke: Optional[bool] = None) -> Tuple[Dict[str, Any], ChapterRun]:
     """The notebook's first line: ``SETTINGS, RUN = ch02.setup(PROFILE, SEED, RUNS_DIR)`` (see
-    :func:`neuronlab.experiments._common.setup_chapter`)."""
-    return setup_chapter(CHAPTER, SETTINGS, profile, seed, runs_dir, device, STORED)
+    :func:`neuronlab.experiments._common.setup_chapter`; ``smoke``: ``neuronlab.experiments.smoke``)."""
+    return setup_chapter(CHAPTER, SETTINGS, profile, seed, runs_dir, device, STORED, smoke=smoke)
 
 
 def _mlp_grid(dataset: str, methods: Sequence[str], archs: Sequence[str], epochs: int, seeds: Sequence[int]
@@ -149,18 +149,22 @@ def initialize_for_method(model: nn.Module, method: str, base: str, x: torch.Ten
 
 
 def fit_protocol(model: nn.Module, data, *, epochs: int, seed: int, lr: float = 0.1, batch_size: int = 100,
-                 device: Optional[Union[str, torch.device]] = None) -> History:
+                 device: Optional[Union[str, torch.device]] = None, progress: bool = False) -> History:
     """Train ``model`` with the official IBCI protocol: plain SGD (no momentum, no weight decay), lr 0.1,
-    batch 100, the validation and test errors recorded every epoch (:func:`neuronlab.train.fit`)."""
-    return fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, progress=False, device=device)
+    batch 100, the validation and test errors recorded every epoch (:func:`neuronlab.train.fit` on ``device``;
+    ``progress``: a bar over the epochs)."""
+    return fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, progress=progress,
+               device=device)
 
 
 def train_campaign_run(data, *, arch: str, base: str, method: str, seed: int, epochs: int, lr: float = 0.1,
                        batch_size: int = 100, dataset: Optional[str] = None,
-                       device: Optional[Union[str, torch.device]] = None, **_: object) -> Dict[str, Any]:
+                       device: Optional[Union[str, torch.device]] = None, progress: bool = False,
+                       **_: object) -> Dict[str, Any]:
     """One row of the reproduction: build ``arch`` (:func:`neuronlab.models.build_model`: ``"IBCI-2/3/5"``
     or ``"SmallCNN-a-b"`` for images), initialize it by ``method`` (:func:`initialize_for_method`) on the
-    training split, train it with :func:`fit_protocol` and summarize.
+    training split, train it with :func:`fit_protocol` on ``device`` (``progress``: a bar over the epochs) and
+    summarize.
 
     Returns a JSON-ready dict: :func:`~neuronlab.experiments._common.history_summary`'s keys
     (``min_test_error`` and ``epoch_of_min`` are the paper's statistic; ``test_error`` at the best
@@ -174,20 +178,23 @@ def train_campaign_run(data, *, arch: str, base: str, method: str, seed: int, ep
     with Timer() as init_timer:
         initialize_for_method(model, method, base, data.x_train, data.y_train, generator)
     with Timer() as train_timer:
-        history = fit_protocol(model, data, epochs=epochs, seed=seed, lr=lr, batch_size=batch_size, device=device)
+        history = fit_protocol(model, data, epochs=epochs, seed=seed, lr=lr, batch_size=batch_size, device=device,
+                               progress=progress)
     return {**history_summary(history, init_timer.seconds + train_timer.seconds),
             "init_seconds": init_timer.seconds, "epoch_seconds": train_timer.seconds / epochs}
 
 
-def run_config(config: Mapping[str, Any], device=None) -> Dict[str, Any]:
-    """Load the configuration's data (flattened for the MLPs, images for the CNN) and train it
+def run_config(config: Mapping[str, Any], device=None, progress: bool = False) -> Dict[str, Any]:
+    """Load the configuration's data (flattened for the MLPs, images for the CNN) and train it on ``device``
     (:func:`train_campaign_run`)."""
     images = config["arch"].upper().startswith("SMALLCNN")
-    return train_campaign_run(cached_dataset(config["dataset"], flatten=not images), **config, device=device)
+    return train_campaign_run(cached_dataset(config["dataset"], flatten=not images), **config, device=device,
+                              progress=progress)
 
 
-def run_experiment(name: str, run: ChapterRun, progress: bool = False) -> pd.DataFrame:
-    """Run (or resume, or read back) experiment ``name`` into ``run``'s store; returns its table."""
+def run_experiment(name: str, run: ChapterRun, progress: Optional[bool] = None) -> pd.DataFrame:
+    """Run (or resume, or read back) experiment ``name`` into ``run``'s store; returns its table. ``progress``:
+    bars over the runs and the epochs (``None``: in the full profile only)."""
     return run_chapter_experiment(experiment_grid(name, run.profile), name, run, run_config, progress)
 
 

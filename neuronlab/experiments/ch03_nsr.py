@@ -32,8 +32,8 @@ from ..nsr import NeuronSteadiness, pick_layer_by_variance, variance_metrics
 from ..probe import collect_responses, is_graph, output_layer
 from ..runs import format_mean_std
 from ..train import fit
-from ._common import (ChapterRun, Timer, cached_dataset, check_dataset, history_summary, run_chapter_experiment,
-                      setup_chapter)
+from ._common import (ChapterRun, Timer, cached_dataset, check_dataset, experiment_configs, history_summary,
+                      run_chapter_experiment, setup_chapter)
 
 __all__ = [
     "CHAPTER", "TITLE", "SETTINGS", "EXPERIMENTS", "STORED",
@@ -176,11 +176,11 @@ SETTINGS = {
 STORED: Tuple[str, ...] = EXPERIMENTS
 
 
-def setup(profile: Optional[str] = None, seed: int = 0, runs_dir=None, device: Optional[str] = None
-          ) -> Tuple[Dict[str, Any], ChapterRun]:
+def setup(profile: Optional[str] = None, seed: int = 0, runs_dir=None, device: Optional[str] = None,
+          smoke: Optional[bool] = None) -> Tuple[Dict[str, Any], ChapterRun]:
     """The notebook's first line: ``SETTINGS, RUN = ch03.setup(PROFILE, SEED, RUNS_DIR)`` (see
-    :func:`neuronlab.experiments._common.setup_chapter`)."""
-    return setup_chapter(CHAPTER, SETTINGS, profile, seed, runs_dir, device, STORED)
+    :func:`neuronlab.experiments._common.setup_chapter`; ``smoke``: ``neuronlab.experiments.smoke``)."""
+    return setup_chapter(CHAPTER, SETTINGS, profile, seed, runs_dir, device, STORED, smoke=smoke)
 
 
 # ------------------------------------------------------------------------------------ models and protocol
@@ -209,15 +209,15 @@ def paper_model(arch: str, data, *, batchnorm: bool = False, dropout: float = 0.
 
 
 def fit_family(model: nn.Module, data, family: str, *, epochs: int, seed: int, lr: Optional[float] = None,
-               **kwargs: Any):
+               progress: bool = False, **kwargs: Any):
     """:func:`neuronlab.train.fit` with the protocol of ``family`` (:data:`FAMILY_DEFAULTS`: optimizer,
-    learning rate, momentum, weight decay, schedule); ``lr`` overrides the family's learning rate and
-    ``kwargs`` go to ``fit`` (``batch_size``, ``extra_losses``, ``metrics``, ``augment``, ``device``, ...).
-    Returns the :class:`~neuronlab.train.History`."""
+    learning rate, momentum, weight decay, schedule); ``lr`` overrides the family's learning rate,
+    ``progress`` shows a bar over the epochs and ``kwargs`` go to ``fit`` (``batch_size``, ``extra_losses``,
+    ``metrics``, ``augment``, ``device``, ...). Returns the :class:`~neuronlab.train.History`."""
     defaults = FAMILY_DEFAULTS[family]
     return fit(model, data, epochs=epochs, lr=lr or defaults["lr"], optimizer=defaults["optimizer"],
                momentum=defaults["momentum"], weight_decay=defaults["weight_decay"],
-               scheduler=defaults["scheduler"], seed=seed, progress=False, **kwargs)
+               scheduler=defaults["scheduler"], seed=seed, progress=progress, **kwargs)
 
 
 def regularized_layers(model: nn.Module, layer: str, data) -> List[str]:
@@ -240,7 +240,7 @@ def train_nsr_run(data, *, arch: str, method: str, seed: int, epochs: int, layer
                   lam: Optional[float] = None, memory: Optional[int] = None, batchnorm: bool = False,
                   dropout: float = 0.0, batch_size: int = 100, lr: Optional[float] = None,
                   dataset: Optional[str] = None, device: Optional[Union[str, torch.device]] = None,
-                  **_: object) -> Dict[str, Any]:
+                  progress: bool = False, **_: object) -> Dict[str, Any]:
     """One run of the NSR reproduction: build ``arch``, train it with ``method`` and summarize.
 
     Args:
@@ -253,7 +253,9 @@ def train_nsr_run(data, *, arch: str, method: str, seed: int, epochs: int, layer
         lam: the strength; default :data:`OFFICIAL_LAMBDAS` for NSR on the paper's models, else 0.1.
         memory: NSR's ``m`` (default from the family).
         lr: the learning rate (default from the family).
-        device: where to train (default: a GPU when there is one).
+        device: where to train (default: a GPU when there is one); the trained model's responses are
+            computed there too.
+        progress: show a bar over the epochs.
 
     Extra keys of a sweep configuration (``experiment``, ...) are accepted and ignored; a ``dataset`` that
     is not ``data``'s is an error.
@@ -289,12 +291,12 @@ def train_nsr_run(data, *, arch: str, method: str, seed: int, epochs: int, layer
         try:
             with hooks:  # only the terms that record responses register hooks, and only for this run
                 history = fit_family(model, data, family, epochs=epochs, seed=seed, extra_losses=extra, lr=lr,
-                                     augment=augment, batch_size=batch_size, device=device)
+                                     augment=augment, batch_size=batch_size, device=device, progress=progress)
         except FloatingPointError as err:  # a too strong penalty can make training diverge: a result, not a crash
             diverged: Optional[FloatingPointError] = err
         else:
             diverged = None
-            variance = _trained_variance(model.cpu(), data, targets)
+            variance = _trained_variance(model, data, targets)
     described = {"layer": "+".join(targets), "lam": lam if method != "vanilla" else 0.0}
     if diverged is not None:
         nan = float("nan")
@@ -307,7 +309,8 @@ def train_nsr_run(data, *, arch: str, method: str, seed: int, epochs: int, layer
 
 def _trained_variance(model: nn.Module, data, targets: Sequence[str]) -> float:
     """The mean intra-class variance of the ``targets`` layers' responses (several layers: one statistic over
-    all their neurons) on the training data, or the training nodes of a graph."""
+    all their neurons) on the training data, or the training nodes of a graph. The model runs where it is;
+    the statistic is computed on the CPU, where :func:`~neuronlab.probe.collect_responses` returns them."""
     if is_graph(data):
         responses = collect_responses(model, data, targets)
         responses, labels = {n: r[data.train_mask] for n, r in responses.items()}, data.y[data.train_mask]
@@ -326,13 +329,14 @@ def _crop_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 def steadiness_history(data, *, arch: str = "MLP-4", lam: float = 0.0, layer: str = "logits",
                        memory: Optional[int] = None, epochs: int = 60, seed: int = 0,
-                       watch: Optional[Sequence[str]] = None, device: Optional[Union[str, torch.device]] = None):
+                       watch: Optional[Sequence[str]] = None, device: Optional[Union[str, torch.device]] = None,
+                       progress: bool = False):
     """Train ``arch`` on ``data`` (dense inputs) with NSR of strength ``lam`` on ``layer`` (``lam=0``: vanilla)
     with the family's protocol, recording after every epoch the mean intra-class variance of the training
     responses of the ``watch`` layers (default: every ``nn.Linear``) as ``icv_<layer>`` columns
-    (:func:`neuronlab.nsr.variance_metrics`).
+    (:func:`neuronlab.nsr.variance_metrics`). Trained on ``device`` (``progress``: a bar over the epochs).
 
-    Returns ``(model, history)``. The chapter's curves (:func:`neuronlab.plots.plot_steadiness`) and
+    Returns ``(model, history)``, the model moved back to the CPU where the chapter's data are. The chapter's curves (:func:`neuronlab.plots.plot_steadiness`) and
     :func:`neuronlab.widgets.lambda_explorer` use it."""
     family = family_of(arch)
     if family == "gnn" or is_graph(data):
@@ -344,7 +348,7 @@ def steadiness_history(data, *, arch: str = "MLP-4", lam: float = 0.0, layer: st
     term = NeuronSteadiness(model, targets, data.num_classes, lam=lam,
                             memory=memory or FAMILY_DEFAULTS[family]["memory"])
     with term if lam else contextlib.nullcontext():
-        history = fit_family(model, data, family, epochs=epochs, seed=seed, device=device,
+        history = fit_family(model, data, family, epochs=epochs, seed=seed, device=device, progress=progress,
                              extra_losses={"nsr": term} if lam else None, metrics=variance_metrics(watch))
     return model.cpu(), history
 
@@ -450,24 +454,25 @@ def config_data(config: Mapping[str, Any]):
     return cached_dataset(config["dataset"], **options)
 
 
-def run_config(config: Mapping[str, Any], device=None) -> Dict[str, Any]:
+def run_config(config: Mapping[str, Any], device=None, progress: bool = False) -> Dict[str, Any]:
     """Train one configuration of :func:`experiment_grid` on its data (:func:`config_data`) with
-    :func:`train_nsr_run` on ``device``."""
-    return train_nsr_run(config_data(config), **config, device=device)
+    :func:`train_nsr_run` on ``device`` (``progress``: a bar over the epochs)."""
+    return train_nsr_run(config_data(config), **config, device=device, progress=progress)
 
 
-def run_experiment(name: str, run: ChapterRun, progress: bool = False) -> pd.DataFrame:
+def run_experiment(name: str, run: ChapterRun, progress: Optional[bool] = None) -> pd.DataFrame:
     """Run (or resume, or read back) experiment ``name`` into ``run``'s stores; returns the table of its runs.
 
     A configuration is stored with the experiment named by its ``experiment`` key: the vanilla and NSR runs
-    of the ``baselines`` table are those of the ``mlp`` table, trained and stored once."""
+    of the ``baselines`` table are those of the ``mlp`` table, trained and stored once. ``progress``: bars over
+    the runs and the epochs (``None``: in the full profile only)."""
     return run_chapter_experiment(experiment_grid(name, run.profile), name, run, run_config, progress)
 
 
 def missing_runs(name: str, run: ChapterRun) -> List[Dict[str, Any]]:
     """The configurations of experiment ``name`` that have no stored result yet in ``run``'s stores (what
-    :func:`run_experiment` would train)."""
-    return [config for config in experiment_grid(name, run.profile)
+    :func:`run_experiment` would train; in smoke mode, of the smoke budget)."""
+    return [config for config in experiment_configs(experiment_grid(name, run.profile), run)
             if config not in run.store(config.get("experiment", name))]
 
 

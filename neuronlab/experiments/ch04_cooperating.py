@@ -61,11 +61,11 @@ EXPERIMENTS = ("grid", "fashion", "noise")
 STORED: Tuple[str, ...] = ("fashion",)
 
 
-def setup(profile: Optional[str] = None, seed: int = 0, runs_dir=None, device: Optional[str] = None
-          ) -> Tuple[Dict[str, Any], ChapterRun]:
+def setup(profile: Optional[str] = None, seed: int = 0, runs_dir=None, device: Optional[str] = None,
+          smoke: Optional[bool] = None) -> Tuple[Dict[str, Any], ChapterRun]:
     """The notebook's first line: ``SETTINGS, RUN = ch04.setup(PROFILE, SEED, RUNS_DIR)`` (see
-    :func:`neuronlab.experiments._common.setup_chapter`)."""
-    return setup_chapter(CHAPTER, SETTINGS, profile, seed, runs_dir, device, STORED)
+    :func:`neuronlab.experiments._common.setup_chapter`; ``smoke``: ``neuronlab.experiments.smoke``)."""
+    return setup_chapter(CHAPTER, SETTINGS, profile, seed, runs_dir, device, STORED, smoke=smoke)
 
 
 # ------------------------------------------------------------------------------------------ the protocol
@@ -102,7 +102,8 @@ def relu_mlp(in_features: int, depth: int, width: int, num_classes: int, seed: i
 def train_relu_mlp(data, *, depth: int, width: int, seed: int, max_epochs: int, lr: float = 1e-3,
                    batch_size: int = 128, patience: Optional[int] = 5,
                    device: Optional[Union[str, torch.device]] = None,
-                   callbacks: Sequence[Callable[[History, nn.Module], Any]] = ()) -> Tuple[nn.Module, History]:
+                   callbacks: Sequence[Callable[[History, nn.Module], Any]] = (), progress: bool = False
+                   ) -> Tuple[nn.Module, History]:
     """The chapter's training protocol: build :func:`relu_mlp` for ``data`` and train it with Adam.
 
     With ``patience`` (the default, 5): early stopping on the validation accuracy, which stops when the
@@ -119,6 +120,7 @@ def train_relu_mlp(data, *, depth: int, width: int, seed: int, max_epochs: int, 
         patience: see above.
         device: where to train (``None``: a GPU when there is one); the model stays there.
         callbacks: ``cb(history, model)`` after each epoch (before the early-stopping check).
+        progress: show a bar over the epochs.
 
     Returns:
         ``(model, history)``.
@@ -129,7 +131,7 @@ def train_relu_mlp(data, *, depth: int, width: int, seed: int, max_epochs: int, 
     if patience is not None:
         callbacks.append(lambda history, _model: len(history) - history.best_epoch >= patience)
     history = fit(model, data, epochs=max_epochs, lr=lr, optimizer="adam", batch_size=batch_size, seed=seed,
-                  progress=False, keep_best=patience is not None, callbacks=callbacks, device=device)
+                  progress=progress, keep_best=patience is not None, callbacks=callbacks, device=device)
     if patience is not None:
         history.restore_best(model)
     return model, history
@@ -155,9 +157,11 @@ def class_mean_perplexity(patterns: ActivationPatterns, labels: torch.Tensor, nu
 # ---------------------------------------------------------------------------------------------- the runs
 def train_cooperating_run(data, *, depth: int, width: int, seed: int, max_epochs: int, lr: float = 1e-3,
                           batch_size: int = 128, patience: int = 5, dataset: Optional[str] = None,
-                          device: Optional[Union[str, torch.device]] = None) -> Dict[str, Any]:
-    """One point of the depth/width grids: :func:`train_relu_mlp` (early stopping, best weights restored),
-    then the analysis of the trained network on the CPU.
+                          device: Optional[Union[str, torch.device]] = None, progress: bool = False
+                          ) -> Dict[str, Any]:
+    """One point of the depth/width grids: :func:`train_relu_mlp` on ``device`` (early stopping, best weights
+    restored; ``progress``: a bar over the epochs), then the analysis of the trained network: its responses
+    computed on ``device``, the measures on the CPU.
 
     Returns:
         dict: JSON-ready, with :func:`~neuronlab.experiments._common.history_summary`'s keys (``seconds`` is
@@ -170,7 +174,7 @@ def train_cooperating_run(data, *, depth: int, width: int, seed: int, max_epochs
     check_dataset(dataset, data)
     with Timer() as training:
         model, history = train_relu_mlp(data, depth=depth, width=width, seed=seed, max_epochs=max_epochs, lr=lr,
-                                        batch_size=batch_size, patience=patience, device=device)
+                                        batch_size=batch_size, patience=patience, device=device, progress=progress)
     with Timer() as analysis:
         names = relu_layers(model)
         # collect_responses runs the model where it is and returns CPU tensors; one pass serves both measures
@@ -193,10 +197,11 @@ def train_cooperating_run(data, *, depth: int, width: int, seed: int, max_epochs
 
 def label_noise_run(data, *, fraction: float, seed: int, epochs: int, depth: int = 6, width: int = 100,
                     lr: float = 1e-3, batch_size: int = 128, track_every: int = 5, dataset: Optional[str] = None,
-                    device: Optional[Union[str, torch.device]] = None) -> Dict[str, Any]:
+                    device: Optional[Union[str, torch.device]] = None, progress: bool = False) -> Dict[str, Any]:
     """Train on labels of which ``fraction`` are corrupted (:func:`corrupt_labels`), without early stopping
-    (:func:`train_relu_mlp` with ``patience=None``), and follow the two systems for clean and corrupted
-    training samples after epoch 1 and every ``track_every`` epochs.
+    (:func:`train_relu_mlp` with ``patience=None``, on ``device``; ``progress``: a bar over the epochs), and
+    follow the two systems for clean and corrupted training samples after epoch 1 and every ``track_every``
+    epochs.
 
     Tracked: test error; training error on clean samples (against their true labels) and on corrupted
     samples (against their *noisy* labels: 0 means memorized). Per hidden layer: class-averaged
@@ -245,7 +250,8 @@ def label_noise_run(data, *, fraction: float, seed: int, epochs: int, depth: int
 
     with Timer() as timer:
         _, history = train_relu_mlp(noisy_data, depth=depth, width=width, seed=seed, max_epochs=epochs, lr=lr,
-                                    batch_size=batch_size, patience=None, device=device, callbacks=[follow])
+                                    batch_size=batch_size, patience=None, device=device, callbacks=[follow],
+                                    progress=progress)
     return {**history_summary(history, timer.seconds), "track": track, "corrupted": int(corrupted.sum())}
 
 
@@ -279,17 +285,19 @@ def experiment_grid(name: str, profile: str = "quick") -> List[Dict[str, Any]]:
     return noise_configs(s["dataset"], s["noise_fractions"], s["noise_seeds"], s["noise_epochs"], s["track_every"])
 
 
-def run_config(config: Mapping[str, Any], device=None) -> Dict[str, Any]:
-    """Load the configuration's data (flattened images) and train it: :func:`label_noise_run` for a
-    configuration with a ``fraction``, else :func:`train_cooperating_run`."""
+def run_config(config: Mapping[str, Any], device=None, progress: bool = False) -> Dict[str, Any]:
+    """Load the configuration's data (flattened images) and train it on ``device``: :func:`label_noise_run`
+    for a configuration with a ``fraction``, else :func:`train_cooperating_run` (``progress``: a bar over the
+    epochs)."""
     data = cached_dataset(config["dataset"], flatten=True)
     run = label_noise_run if "fraction" in config else train_cooperating_run
-    return run(data, **config, device=device)
+    return run(data, **config, device=device, progress=progress)
 
 
-def run_experiment(name: str, run: ChapterRun, progress: bool = False) -> pd.DataFrame:
+def run_experiment(name: str, run: ChapterRun, progress: Optional[bool] = None) -> pd.DataFrame:
     """Run (or resume, or read back) experiment ``name`` into ``run``'s store; returns its table (one row per
-    run: the configuration, then the result, nested dicts as dotted columns)."""
+    run: the configuration, then the result, nested dicts as dotted columns). ``progress``: bars over the runs
+    and the epochs (``None``: in the full profile only)."""
     return run_chapter_experiment(experiment_grid(name, run.profile), name, run, run_config, progress)
 
 

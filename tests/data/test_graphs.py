@@ -4,44 +4,16 @@ PubMed, Amazon and WikiCS are tested on tiny files that the tests write in PyG's
 machine has no internet); no test ever touches the network.
 """
 
-import json
 import math
-import pickle
-from pathlib import Path
 
-import numpy as np
 import pytest
-import scipy.sparse as sp
 import torch
+from datafiles import write_amazon, write_planetoid, write_wikics
 
 from neuronlab.data import load_dataset, make_csbm
 
 
 # ---------------------------------------------------------------------------------------------- PyG raw files
-
-
-def write_planetoid(raw: Path, n_train=6, n_rest=514, n_test=10, num_features=5, seed=0):
-    """PubMed's raw format (io/planetoid.py): pickled x/tx/allx (sparse), y/ty/ally (one-hot), graph
-    (dict node -> neighbours), test.index (text). The public split needs len(y) + 500 <= #nodes."""
-    rng = np.random.default_rng(seed)
-    raw.mkdir(parents=True)
-    n_all = n_train + n_rest
-    n = n_all + n_test
-    feats = rng.random((n, num_features)).astype(np.float32)
-    labels = np.arange(n) % 3
-    onehot = np.eye(3, dtype=np.int64)[labels]
-    test_index = n_all + rng.permutation(n_test)  # test nodes in shuffled order, as in the real files
-    parts = {
-        "x": sp.csr_matrix(feats[:n_train]), "y": onehot[:n_train],
-        "allx": sp.csr_matrix(feats[:n_all]), "ally": onehot[:n_all],
-        "tx": sp.csr_matrix(feats[n_all:]), "ty": onehot[n_all:],
-        "graph": {i: [(i + 1) % n, (i + 7) % n] for i in range(n)},
-    }
-    for key, value in parts.items():
-        with open(raw / f"ind.pubmed.{key}", "wb") as handle:
-            pickle.dump(value, handle)
-    (raw / "ind.pubmed.test.index").write_text("\n".join(str(i) for i in test_index) + "\n")
-    return feats, labels, test_index
 
 
 def test_pubmed_from_tiny_planetoid_raw_files(tmp_path):
@@ -56,20 +28,6 @@ def test_pubmed_from_tiny_planetoid_raw_files(tmp_path):
     assert torch.allclose(data.x[torch.from_numpy(test_index)], torch.from_numpy(feats[520:]))
     assert data.y[:520].tolist() == labels[:520].tolist()
     assert data.edge_index.shape[1] == 2 * 530     # two distinct out-neighbours per node in the dict
-
-
-def write_amazon(path: Path, n=40, num_features=6, num_classes=4, seed=0):
-    """Amazon's raw format (io/npz.py): CSR features and adjacency plus labels in one .npz."""
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True)
-    attr = sp.csr_matrix((rng.random((n, num_features)) < 0.3).astype(np.float32))
-    src = np.arange(n)
-    adj = sp.csr_matrix((np.ones(n), (src, (src + 1) % n)), shape=(n, n))   # a directed ring
-    labels = np.arange(n) % num_classes
-    np.savez(path, attr_data=attr.data, attr_indices=attr.indices, attr_indptr=attr.indptr,
-             attr_shape=np.array(attr.shape), adj_data=adj.data, adj_indices=adj.indices,
-             adj_indptr=adj.indptr, adj_shape=np.array(adj.shape), labels=labels)
-    return attr.toarray(), labels
 
 
 @pytest.mark.parametrize("name, folder", [("amazon-photo", "Photo"), ("amazon-computers", "Computers")])
@@ -89,16 +47,9 @@ def test_amazon_from_a_tiny_npz_with_a_seeded_stratified_split(tmp_path, name, f
 
 
 def test_wikics_from_a_tiny_json_picks_the_requested_official_split(tmp_path):
-    n, splits = 30, 3
-    rng = np.random.default_rng(0)
-    raw = tmp_path / "WikiCS" / "raw"
-    raw.mkdir(parents=True)
-    train = [(np.arange(n) % splits == k).tolist() for k in range(splits)]
-    val = [(np.arange(n) % splits == (k + 1) % splits).tolist() for k in range(splits)]
-    content = dict(features=rng.random((n, 4)).round(3).tolist(), labels=(np.arange(n) % 5).tolist(),
-                   links=[[(i + 1) % n] for i in range(n)], train_masks=train, val_masks=val,
-                   stopping_masks=val, test_mask=(np.arange(n) >= 25).tolist())
-    (raw / "data.json").write_text(json.dumps(content))
+    n = 30
+    content = write_wikics(tmp_path / "WikiCS" / "raw", n=n, splits=3, num_features=4, num_classes=5, test_from=25)
+    train, val = content["train_masks"], content["val_masks"]
     data = load_dataset("wikics", root=tmp_path, download=False)
     assert data.train_mask.shape == (n,) and data.train_mask.tolist() == train[0]
     assert data.val_mask.tolist() == val[0] and data.test_mask.sum() == 5

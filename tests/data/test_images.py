@@ -5,14 +5,13 @@ machine has no internet); no test ever touches the network.
 """
 
 import gzip
-import pickle
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from datafiles import tree, write_idx, write_idx_dataset
+from datafiles import tree, write_cifar, write_idx, write_idx_dataset
 
 from neuronlab.data import images, load_dataset, read_idx
 
@@ -182,23 +181,6 @@ def test_fashion_mnist_full_from_the_debian_package(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- CIFAR-10
-
-
-def write_cifar(folder: Path, per_batch=4, n_test=10, seed=0):
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True)
-    batches = {}
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for k, name in enumerate(names):
-        n = n_test if name == "test_batch" else per_batch
-        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
-        labels = [int(v) for v in (np.arange(n) + k * per_batch) % 10]
-        with open(folder / name, "wb") as handle:
-            pickle.dump({"batch_label": name, "data": data, "labels": labels}, handle)
-        batches[name] = (data, labels)
-    with open(folder / "batches.meta", "wb") as handle:
-        pickle.dump({"label_names": images._CIFAR10_CLASSES, "num_vis": 3072}, handle)
-    return batches
 
 
 def test_cifar10_from_tiny_pickle_batches(tmp_path):

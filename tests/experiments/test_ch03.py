@@ -233,7 +233,7 @@ def test_stored_runs_are_read_back_without_training_and_give_the_books_table(mon
 
 def test_shared_runs_are_trained_once_into_their_owners_store(monkeypatch, tmp_path):
     calls = []
-    monkeypatch.setattr(ch03, "run_config", lambda config, device: calls.append(config) or dict(
+    monkeypatch.setattr(ch03, "run_config", lambda config, device, progress=False: calls.append(config) or dict(
         test_error=1.0, val_error=1.0, lam=config.get("lam", 0.0)))
     _, run = ch03.setup("full", 0, tmp_path, device="cpu")
     assert len(ch03.missing_runs("baselines", run)) == 2 * 5 + 4 * 3 * 5
@@ -250,7 +250,7 @@ def test_shared_runs_are_trained_once_into_their_owners_store(monkeypatch, tmp_p
 
 
 def test_command_line_trains_into_the_runs_folder_and_prints_the_summary(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(ch03, "run_config", lambda config, device: dict(
+    monkeypatch.setattr(ch03, "run_config", lambda config, device, progress=False: dict(
         test_error=5.0 + config["seed"] + (config["method"] == "vanilla"), val_error=5.0,
         lam=config.get("lam", 7.4865)))
     tables = cli.main(["ch03", "--profile", "full", "--runs", str(tmp_path), "--experiments", "normalization"])

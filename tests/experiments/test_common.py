@@ -64,7 +64,7 @@ def test_runs_use_the_device_the_header_states(name, tmp_path, monkeypatch):
     _, run = module.setup("full", 0, str(tmp_path), device="cpu")
     devices = []
 
-    def fake_run_config(config, device):
+    def fake_run_config(config, device, progress=False):
         devices.append(device)
         return {"test_error": 0.0}
 
