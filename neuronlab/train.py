@@ -49,7 +49,8 @@ from torch import nn
 from .config import get_device, seed_everything
 from .probe import is_graph
 
-__all__ = ["StepContext", "History", "fit", "evaluate", "evaluate_graph", "predict", "OPTIMIZERS", "SCHEDULERS"]
+__all__ = ["StepContext", "History", "fit", "evaluate", "evaluate_graph", "predict", "make_optimizer", "OPTIMIZERS",
+           "SCHEDULERS"]
 
 #: Optimizer names :func:`fit` understands (or pass a callable ``params -> optimizer`` / an instance).
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -419,8 +420,10 @@ def evaluate_graph(model: nn.Module, data: Any, mask: torch.Tensor, *, loss_fn: 
 
 
 # ============================================================================================ fit helpers
-def _make_optimizer(model: nn.Module, optimizer: Any, lr: float, momentum: float, weight_decay: float
-                    ) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, optimizer: Any, lr: float, momentum: float = 0.0, weight_decay: float = 0.0
+                   ) -> torch.optim.Optimizer:
+    """The optimizer :func:`fit` trains with: a name of :data:`OPTIMIZERS` (``"sgd"`` takes ``momentum``), a
+    callable ``params -> optimizer``, or an optimizer instance (returned as it is)."""
     if isinstance(optimizer, torch.optim.Optimizer):
         return optimizer
     if isinstance(optimizer, str):
@@ -827,7 +830,7 @@ def fit(model: nn.Module, data: Any, *, epochs: int, lr: float = 0.01,
 
     seed_everything(seed)
     model.to(device)
-    opt = _make_optimizer(model, optimizer, lr, momentum, weight_decay)
+    opt = make_optimizer(model, optimizer, lr, momentum, weight_decay)
     opt_description = _optimizer_description(opt, optimizer, lr, momentum, weight_decay)
     sched = _make_scheduler(opt, scheduler, epochs)
     settings = _fit_settings(model, fit_data, opt_description, batch_size=batch_size, seed=seed, loss_fn=loss_fn,

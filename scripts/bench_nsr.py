@@ -22,7 +22,12 @@ from neuronlab import models
 from neuronlab.nsr import NeuronSteadiness
 
 
-def step_time(model, optimizer, x, y, nsr=None):
+def step_time(model, optimizer, x, y, nsr=None, device=None):
+    """Wall time of one training step (cross-entropy, plus ``nsr.loss`` when given); on CUDA the device is
+    synchronized before and after, so the time covers the kernels, not just their launch."""
+    sync = torch.cuda.synchronize if device is not None and torch.device(device).type == "cuda" else None
+    if sync:
+        sync(device)
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     logits = model(x)
@@ -31,7 +36,21 @@ def step_time(model, optimizer, x, y, nsr=None):
         loss = loss + nsr.loss(y)
     loss.backward()
     optimizer.step()
+    if sync:
+        sync(device)
     return time.perf_counter() - start
+
+
+def interleaved_times(models, optimizers, terms, x, y, repeats, warmup=10, device=None):
+    """Step times of several variants (a model copy, its optimizer and its extra term each), taken in turn
+    step by step so that drifts in the machine's speed hit them alike; ``warmup`` untimed steps first."""
+    times = [[] for _ in models]
+    for step in range(warmup + repeats):
+        for i, (model, optimizer, term) in enumerate(zip(models, optimizers, terms)):
+            elapsed = step_time(model, optimizer, x, y, term, device)
+            if step >= warmup:
+                times[i].append(elapsed)
+    return times
 
 
 class FifoSteadiness:
@@ -64,16 +83,10 @@ def bench(name, model, layer, x, y, repeats, memory):
     the three variants interleaved step by step so that drifts in the machine's speed hit them alike."""
     copies = [copy.deepcopy(model) for _ in range(3)]
     optimizers = [torch.optim.SGD(m.parameters(), lr=0.01) for m in copies]
-    times = [[], [], []]
     fifo = FifoSteadiness(copies[2], layer, 10, 0.1, memory)
     try:
         with NeuronSteadiness(copies[1], layer, num_classes=10, lam=0.1, memory=memory) as nsr:
-            terms = [None, nsr, fifo]
-            for step in range(10 + repeats):  # the first 10 are warm-up
-                for i in range(3):
-                    elapsed = step_time(copies[i], optimizers[i], x, y, terms[i])
-                    if step >= 10:
-                        times[i].append(elapsed)
+            times = interleaved_times(copies, optimizers, [None, nsr, fifo], x, y, repeats)
     finally:
         fifo.remove()
     plain, ours, official = (statistics.median(t) for t in times)

@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import csv
 import dataclasses
 import inspect
@@ -95,7 +96,10 @@ from neuronlab.data import random_crop_flip  # noqa: E402
 from neuronlab.experiments import CHAPTERS, chapter  # noqa: E402
 from neuronlab.models import build_model  # noqa: E402
 from neuronlab.nsr import NeuronSteadiness  # noqa: E402
-from neuronlab.train import StepContext, evaluate, fit  # noqa: E402
+from neuronlab.train import StepContext, evaluate, fit, make_optimizer  # noqa: E402
+
+sys.path.insert(0, str(REPO / "scripts"))
+from bench_nsr import interleaved_times  # noqa: E402  (the same interleaved timing as the CPU benchmark)
 
 PROFILE = "full"
 DRY_LABEL = "dry run on CPU: timings are not GPU timings"
@@ -528,16 +532,6 @@ def build(recipe: Recipe, size: DataSize, data: SimpleNamespace, mode: Mode, see
     return Built(model, terms, hooked, layers)
 
 
-def make_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
-    """The protocol's optimizer, as :func:`neuronlab.train.fit` builds it from a name."""
-    if recipe.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                               weight_decay=recipe.weight_decay)
-    if recipe.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    raise ValueError(f"unknown optimizer {recipe.optimizer!r}")
-
-
 def dense_batches(n_train: int, batch_size: int, device: torch.device, seed: int = 0
                   ) -> Iterator[Tuple[torch.Tensor, torch.Generator]]:
     """Index batches as ``fit`` draws them: per epoch a CPU generator, a permutation moved to the device,
@@ -645,7 +639,7 @@ def measure(recipe: Recipe, size: DataSize, data: SimpleNamespace, mode: Mode, a
         for term in built.hooked:
             stack.enter_context(term)
         model.to(device)
-        opt = make_optimizer(recipe, model)
+        opt = make_optimizer(model, recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
         model.train()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -691,21 +685,6 @@ def measure(recipe: Recipe, size: DataSize, data: SimpleNamespace, mode: Mode, a
 
 
 # ============================================================================== the NSR overhead
-def _timed_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                nsr: Optional[NeuronSteadiness], device: torch.device) -> float:
-    """Wall time of one synchronized training step (cross-entropy, plus the NSR term when given)."""
-    synchronize(device)
-    start = time.perf_counter()
-    opt.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(model(x), y)
-    if nsr is not None:
-        loss = loss + nsr.loss(y)
-    loss.backward()
-    opt.step()
-    synchronize(device)
-    return time.perf_counter() - start
-
-
 def nsr_overhead(model: nn.Module, layer: str, x: torch.Tensor, y: torch.Tensor, *, lam: float, memory: int,
                  opt_kwargs: Mapping[str, float], repeats: int, rounds: int, device: torch.device,
                  warmup: int = 10) -> Dict[str, float]:
@@ -713,20 +692,12 @@ def nsr_overhead(model: nn.Module, layer: str, x: torch.Tensor, y: torch.Tensor,
     measures it: each variant on its own copy of ``model``, the two interleaved step by step (so drifts in
     the device's speed hit both alike), ``warmup`` untimed steps, ``repeats`` timed ones, over ``rounds``
     fresh rounds; the ratio is the median of the rounds' ratios."""
-    import copy
-
     plain_all, nsr_all, ratios = [], [], []
     for _ in range(rounds):
         copies = [copy.deepcopy(model).to(device) for _ in range(2)]
         opts = [torch.optim.SGD(m.parameters(), **opt_kwargs) for m in copies]
-        times: List[List[float]] = [[], []]
         with NeuronSteadiness(copies[1], layer, num_classes=10, lam=lam, memory=memory) as nsr:
-            terms = [None, nsr]
-            for step in range(warmup + repeats):
-                for i in range(2):
-                    elapsed = _timed_step(copies[i], opts[i], x, y, terms[i], device)
-                    if step >= warmup:
-                        times[i].append(elapsed)
+            times = interleaved_times(copies, opts, [None, nsr], x, y, repeats, warmup, device)
         plain_all += times[0]
         nsr_all += times[1]
         ratios.append(statistics.median(times[1]) / statistics.median(times[0]))
