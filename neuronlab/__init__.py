@@ -6,6 +6,7 @@ Built in floors, each importing only from the floors below (see the book's API p
    (``load_dataset(name)``), :mod:`~neuronlab.models` (``build_model(name, data)``),
    :mod:`~neuronlab.probe` (record layer responses), :mod:`~neuronlab.train` (a seeded, resumable
    training loop), :mod:`~neuronlab.runs` (sweeps that survive a crash), :mod:`~neuronlab.plots`
+   (the book's figure style) and :mod:`~neuronlab.book` (numbers and figures glued into the pages)
 2. shared statistics: :mod:`~neuronlab.classwise` (labels, class moments, intra-class variance)
 3. methods: :mod:`~neuronlab.init` and :mod:`~neuronlab.signal` (Chapter 1), :mod:`~neuronlab.campaign`
    (Chapter 2), :mod:`~neuronlab.nsr` and :mod:`~neuronlab.regularizers` (Chapter 3),
@@ -21,8 +22,8 @@ from importlib import import_module
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("config", "data", "models", "probe", "train", "runs", "plots", "classwise", "init", "signal",
-               "campaign", "nsr", "regularizers", "cooperating", "experiments", "widgets")
+_SUBMODULES = ("config", "data", "models", "probe", "train", "runs", "plots", "book", "classwise", "init",
+               "signal", "campaign", "nsr", "regularizers", "cooperating", "experiments", "widgets")
 __all__ = list(_SUBMODULES) + ["__version__"]
 
 

@@ -160,7 +160,9 @@ def class_moments(responses: torch.Tensor, labels: Labels, num_classes: Optional
 
     Example:
         >>> import torch
-        >>> counts, means, variances = class_moments(torch.tensor([[1.0], [3.0], [5.0]]), torch.tensor([0, 0, 1]))
+        >>> responses = torch.tensor([[1.0], [3.0], [5.0]])
+        >>> labels = torch.tensor([0, 0, 1])
+        >>> counts, means, variances = class_moments(responses, labels)
         >>> counts.tolist(), means.flatten().tolist(), variances.flatten().tolist()
         ([2.0, 1.0], [2.0, 5.0], [1.0, 0.0])
     """

@@ -24,8 +24,11 @@ import torch
 
 #: The two profile names, ``"quick"`` (the default) and ``"full"``.
 PROFILES = ("quick", "full")
+#: The environment variable that picks the profile (``quick`` or ``full``) when none is passed.
 PROFILE_ENV = "NEURONLAB_PROFILE"
+#: The environment variable naming the folder for downloaded datasets (default ``~/.neuronlab/data``).
 DATA_ENV = "NEURONLAB_DATA"
+#: The environment variable naming the folder for new runs (default ``~/.neuronlab/runs``).
 RUNS_ENV = "NEURONLAB_RUNS"
 
 
@@ -99,4 +102,5 @@ def device_description(device: torch.device) -> str:
     """A human-readable name for ``device`` (the GPU model on CUDA, core count on CPU)."""
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} thread{'s' if threads != 1 else ''})"

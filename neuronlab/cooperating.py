@@ -182,10 +182,12 @@ def layer_perplexity(patterns: ActivationPatterns, labels: Union[torch.Tensor, n
 
     Example:
         >>> import torch
-        >>> five = ActivationPatterns.from_responses(torch.eye(5).repeat_interleave(3, dim=0))
-        >>> layer_perplexity(five, torch.zeros(15, dtype=torch.long))  # 5 patterns, 3 samples each
+        >>> responses = torch.eye(5).repeat_interleave(3, dim=0)
+        >>> five = ActivationPatterns.from_responses(responses)
+        >>> layer_perplexity(five, torch.zeros(15, dtype=torch.long))  # 5 patterns
         array([5.])
-        >>> layer_perplexity(five, torch.tensor([0] * 12 + [2] * 3), num_classes=3)  # 4 patterns; none; 1
+        >>> labels = torch.tensor([0] * 12 + [2] * 3)
+        >>> layer_perplexity(five, labels, num_classes=3)  # 4 patterns; none; 1
         array([ 4., nan,  1.])
     """
     labels, k = _labels_array(labels, len(patterns), num_classes)

@@ -184,8 +184,9 @@ def lsuv_(model: nn.Module, x: torch.Tensor, *, tol: float = 0.05, max_iter: int
         >>> from neuronlab.models import MLP
         >>> model = MLP([20, 64, 64, 5])
         >>> x = torch.randn(500, 20, generator=torch.Generator().manual_seed(0))
-        >>> _, report = lsuv_(model, x, generator=torch.Generator().manual_seed(0), return_report=True)
-        >>> [round(r["variance"], 3) for r in report.values()]     # every layer's output variance is 1
+        >>> g = torch.Generator().manual_seed(0)
+        >>> _, report = lsuv_(model, x, generator=g, return_report=True)
+        >>> [round(r["variance"], 3) for r in report.values()]  # every layer's is 1
         [1.0, 1.0, 1.0]
     """
     if not isinstance(x, torch.Tensor):

@@ -100,7 +100,8 @@ class NeuronSteadiness(RecordingTerm):
     autograd graph) at every forward pass, and calling it after the forward pass returns the penalty::
 
         with NeuronSteadiness(model, "fc3", num_classes=10, lam=7.4865, memory=5) as nsr:
-            history = fit(model, data, epochs=100, extra_losses={"nsr": nsr})   # nsr(ctx) each step
+            # fit calls nsr(ctx) at each step:
+            history = fit(model, data, epochs=100, extra_losses={"nsr": nsr})
         # or in a hand-written loop: loss = F.cross_entropy(model(x), y) + nsr.loss(y)
 
     The hooks are removed when the block exits, also on error.
@@ -111,9 +112,11 @@ class NeuronSteadiness(RecordingTerm):
 
     .. math::
         \sigma_n = \sum_j \alpha_j \frac{1}{|B_j|} \sum_{i \in B_j} (x_{in} - \mu_{nj})^2 ,
-        \qquad \text{penalty} = \sum_n \lambda_n \sigma_n \;\big/\; n_\text{neurons} \text{ if } \texttt{neuron\_reduction="mean"}.
+        \qquad \text{penalty} = \frac{1}{D} \sum_n \lambda_n \sigma_n ,
 
-    With ``class_weights="frequency"`` (:math:`\alpha_j = |B_j|/|B|`, the default) and
+    with :math:`D` the number of neurons of the layer for ``neuron_reduction="mean"`` (the default) and
+    :math:`D = 1` for ``neuron_reduction="sum"``. With ``class_weights="frequency"``
+    (:math:`\alpha_j = |B_j|/|B|`, the default) and
     ``neuron_reduction="mean"`` this is exactly the official code's ``lam * mean((x - mu[y])**2)``, so its
     published lambdas carry over; the paper writes the sum over neurons (``neuron_reduction="sum"``).
     Classes absent from the batch contribute nothing; a class seen for the first time gets its mean from
@@ -164,7 +167,7 @@ class NeuronSteadiness(RecordingTerm):
         ...     penalty = nsr.loss(y)
         >>> penalty.item()
         2.5
-        >>> mu = torch.tensor([[1.0, 1.0], [5.0, 2.0]])       # class means, one row per class
+        >>> mu = torch.tensor([[1.0, 1.0], [5.0, 2.0]])  # class means, a row each
         >>> (2.0 * ((x - mu[y]) ** 2).mean()).item()
         2.5
     """

@@ -9,7 +9,8 @@ perplexity, IBCI and SVCCA analyse them over whole datasets (so they are detache
         logits = model(x)
     rec["act1"]          # the response of every neuron of act1 to every sample of x
 
-    acts = collect_responses(model, test_loader, "act1")["act1"]   # a whole dataset, detached, on the CPU
+    # a whole dataset, detached, on the CPU:
+    acts = collect_responses(model, test_loader, "act1")["act1"]
 
 A layer's *response* is its forward output (a forward hook sees ``output = layer(input)``):
 

@@ -2,10 +2,11 @@
 
 .. code-block:: python
 
-    store = RunStore("runs/ch01")                       # e.g. a folder on Google Drive
-    table = store.sweep(configs, train_one)             # re-running reads finished runs back
+    store = RunStore("runs/ch01")  # e.g. a folder on Google Drive
+    table = store.sweep(configs, train_one)  # a re-run reads finished runs back
     summary = summarize(table, by=["scheme"], value="test_error")
-    summary["error (%)"] = [format_mean_std(m, s) for m, s in zip(summary["mean"], summary["std"])]
+    pairs = zip(summary["mean"], summary["std"])
+    summary["error (%)"] = [format_mean_std(m, s) for m, s in pairs]
 
 Storage format: a :class:`RunStore` is a folder holding one JSON file per finished run, named
 ``<key>.json`` where ``key = config_key(config)`` is a hash of the configuration's canonical JSON (sorted

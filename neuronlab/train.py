@@ -3,10 +3,10 @@
 .. code-block:: python
 
     history = fit(model, load_dataset("mnist-5k"), epochs=20, lr=0.01, seed=0)
-    history.table                 # one row per epoch: losses, accuracies, extra terms, time
-    history.best_epoch            # epoch with the best validation accuracy
-    history.test_error_at_best    # test error (%) at that epoch (the NSR protocol)
-    history.min_test_error        # lowest test error (%) over all epochs (the IBCI protocol)
+    history.table  # a row per epoch: losses, accuracies, extra terms, time
+    history.best_epoch  # the epoch with the best validation accuracy
+    history.test_error_at_best  # test error (%) at that epoch (NSR's protocol)
+    history.min_test_error  # lowest test error (%) of all epochs (IBCI's protocol)
     history.plot()
 
 What :func:`fit` accepts as ``data``:

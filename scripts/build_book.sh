@@ -4,4 +4,6 @@
 source "$(dirname "$0")/_venv.sh"
 echo "==> building the book (profile: $NEURONLAB_PROFILE)"
 .venv/bin/jupyter-book build . -W -n --keep-going "$@"
+echo "==> reading the pages in a headless browser (skipped without chromium); first screens in _build/screenshots"
+.venv/bin/python scripts/check_in_browser.py _build/html --screenshots _build/screenshots
 echo "==> done: open _build/html/index.html"

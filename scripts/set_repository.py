@@ -22,7 +22,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BADGE = re.compile(r"https://colab\.research\.google\.com/github/[^/\s)\"]+/[^/\s)\"]+/blob/[^/\s)\"]+/notebooks/")
-REPOSITORY_LINE = re.compile(r'^REPOSITORY = os\.environ\.get\("NEURONLAB_REPOSITORY", "[^"]*"\)', re.M)
+# The address may sit on the line after "REPOSITORY = os.environ.get(" (the setup cell keeps lines short).
+REPOSITORY_LINE = re.compile(r'^(REPOSITORY = os\.environ\.get\(\s*)"NEURONLAB_REPOSITORY", "[^"]*"\)', re.M)
 BRANCH_LINE = re.compile(r'^BRANCH = os\.environ\.get\("NEURONLAB_BRANCH", "[^"]*"\)', re.M)
 
 
@@ -43,7 +44,7 @@ def colab_prefix(url: str, branch: str) -> str:
 def rewrite(text: str, url: str, branch: str) -> str:
     """``text`` with the badge links, the ``REPOSITORY`` and the ``BRANCH`` lines set to ``url`` and ``branch``."""
     text = BADGE.sub(colab_prefix(url, branch), text)
-    text = REPOSITORY_LINE.sub(f'REPOSITORY = os.environ.get("NEURONLAB_REPOSITORY", "{url}")', text)
+    text = REPOSITORY_LINE.sub(lambda m: f'{m.group(1)}"NEURONLAB_REPOSITORY", "{url}")', text)
     return BRANCH_LINE.sub(f'BRANCH = os.environ.get("NEURONLAB_BRANCH", "{branch}")', text)
 
 

@@ -14,8 +14,12 @@ echo "==> unit tests, doctests and notebooks (profile: $NEURONLAB_PROFILE, new r
   --nbval-cell-timeout=900 -p no:cacheprovider "$@"
 echo "==> book structure check: jupyter-book build -W -n --keep-going (execution off)"
 rm -rf _build/ci && mkdir -p _build/ci
-sed "s/^  execute_notebooks: .*/  execute_notebooks: 'off'/" _config.yml > _build/ci/_config.yml
+# (the copy names the local Sphinx extensions by absolute path: relative ones resolve beside the copy)
+sed -e "s/^  execute_notebooks: .*/  execute_notebooks: 'off'/" -e "s|: book/_ext|: $PWD/book/_ext|" \
+  _config.yml > _build/ci/_config.yml
 .venv/bin/jupyter-book build . --config _build/ci/_config.yml --path-output _build/ci -W -n --keep-going --quiet
 echo "==> rendered pages: Colab launch, source download and repository buttons"
 .venv/bin/python scripts/check_rendered_pages.py _build/ci/_build/html
+echo "==> the pages in a headless browser: raw TeX, clipped lines, missing images, one header (needs chromium)"
+.venv/bin/python scripts/check_in_browser.py _build/ci/_build/html --screenshots _build/screenshots
 echo "==> all tests passed"

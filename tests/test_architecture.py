@@ -13,7 +13,7 @@ PACKAGE = ROOT / "neuronlab"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 #: Each module's floor; a module imports only from its own floor or below.
-FLOORS = {"config": 1, "probe": 1, "models": 1, "runs": 1, "plots": 1, "data": 1, "train": 1,
+FLOORS = {"config": 1, "probe": 1, "models": 1, "runs": 1, "plots": 1, "book": 1, "data": 1, "train": 1,
           "classwise": 2,
           "init": 3, "signal": 3, "campaign": 3, "nsr": 3, "regularizers": 3, "cooperating": 3,
           "similarity": 3, "neurons": 3,

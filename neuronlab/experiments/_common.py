@@ -104,8 +104,9 @@ class ChapterRun:
         if self.smoke:
             profile += " (smoke: first seed, 1-2 epochs per run)"
             data += f" (smoke: tiny generated files in {self.data_dir}, not the real datasets)"
-        return (f"neuronlab {self.chapter} | profile: {profile} | data: {data} | "
-                f"device: {device_description(self.device)} | torch {torch.__version__} | seed {self.seed}")
+        # Three short lines: the page's code column clips lines longer than about 80 characters.
+        return (f"neuronlab {self.chapter} | profile: {profile} | seed {self.seed}\ndata: {data}\n"
+                f"device: {device_description(self.device)} | torch {torch.__version__}")
 
 
 def setup_chapter(chapter: str, settings: Mapping[str, Mapping[str, Any]], profile: Optional[str], seed: int,

@@ -4,7 +4,7 @@ One experiment, ``"training"``: a 10-layer, 100-unit MLP with tanh or ReLU, init
 :math:`\\mathcal N(0, 0.01^2)`, Xavier, He or LSUV, trained with plain SGD (lr 0.05, batch 100) on
 mnist-5k (quick) or MNIST (full), several seeds each. Each run records its per-epoch curves, the test
 error at the best validation epoch and how many epochs it took to reach 90 % validation accuracy.
-The chapter's runs are trained when the book is built (about a minute each on a CPU); nothing is stored.
+The chapter's runs are trained when the book is built (seconds each on a CPU); nothing is stored.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from ._common import (ChapterRun, Timer, cached_dataset, check_dataset, history_
 
 __all__ = ["CHAPTER", "TITLE", "SETTINGS", "EXPERIMENTS", "STORED", "SCHEMES", "ACTIVATIONS", "HISTORY_COLUMNS",
            "setup", "initialized_mlp", "experiment_grid", "train_init_run", "run_config", "run_experiment",
-           "curves_frame", "comparison_table", "summary"]
+           "curves_frame", "comparison_table", "summary", "summary_frame", "profile_summary",
+           "lsuv_summary"]
 
 CHAPTER = "ch01"
 TITLE = "Vanishing and exploding signals; Xavier, He and LSUV initialization"
@@ -155,3 +156,83 @@ def comparison_table(table: pd.DataFrame) -> pd.DataFrame:
 def summary(name: str, table: pd.DataFrame) -> pd.DataFrame:
     """What the command line prints for experiment ``name``."""
     return comparison_table(table)
+
+
+def summary_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """The training runs per activation and scheme, one tidy row each (the numbers the chapter's text and
+    figure quote).
+
+    Columns: ``activation``, ``scheme``, ``n`` (seeds), ``test_error_mean`` / ``_std`` / ``_min`` / ``_max``
+    (test error at the best validation epoch, %), ``reached_90`` (seeds whose validation accuracy reached
+    90 %), ``epochs_to_90_mean`` / ``_std`` (over the seeds that reached it; NaN if none did) and
+    ``final_train_loss_mean``. Groups keep the table's order.
+    """
+    missing = [c for c in ("activation", "scheme", "test_error", "epochs_to_90", "final_train_loss")
+               if c not in table.columns]
+    if missing:
+        raise KeyError(f"columns {missing} not in the table; pass the table returned by run_experiment")
+    rows = []
+    for (activation, scheme), group in table.groupby(["activation", "scheme"], sort=False):
+        errors = pd.to_numeric(group["test_error"], errors="coerce")
+        epochs = pd.to_numeric(group["epochs_to_90"], errors="coerce").dropna()
+        rows.append({
+            "activation": activation, "scheme": scheme, "n": len(group),
+            "test_error_mean": errors.mean(), "test_error_std": errors.std(),
+            "test_error_min": errors.min(), "test_error_max": errors.max(),
+            "reached_90": len(epochs),
+            "epochs_to_90_mean": epochs.mean() if len(epochs) else float("nan"),
+            "epochs_to_90_std": epochs.std() if len(epochs) > 1 else float("nan"),
+            "final_train_loss_mean": pd.to_numeric(group["final_train_loss"]).mean(),
+        })
+    return pd.DataFrame(rows)
+
+
+def _per_layer_factor(values: np.ndarray) -> float:
+    """Geometric mean factor between consecutive entries: ``(values[-1] / values[0]) ** (1 / (n - 1))``."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        raise ValueError("a per-layer factor needs at least two layers")
+    return float((values[-1] / values[0]) ** (1.0 / (len(values) - 1)))
+
+
+def profile_summary(profiles: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Numbers that describe :func:`neuronlab.signal.signal_profile` frames of deep MLPs, one row per
+    profile (``profiles`` maps a label to a frame).
+
+    The hidden-to-hidden layers (``2 .. L-1``: the first layer has a different fan-in, the last one
+    gives the logits) are summarized by
+
+    * ``forward_factor``: geometric mean factor by which a layer multiplies the activation std;
+    * ``backward_factor``: the same for the gradient std :math:`\\partial L/\\partial z`, going
+      *towards the input* (below 1: gradients shrink on their way back);
+    * ``forward_spread`` / ``backward_spread``: largest over smallest std across those layers (1: flat);
+    * ``first_gradient_std``: gradient std that reaches the first layer.
+    """
+    rows = []
+    for label, frame in profiles.items():
+        frame = frame.sort_values("layer")
+        if len(frame) < 4:
+            raise ValueError(f"profile {label!r} has {len(frame)} layers; the summary needs at least 4")
+        hidden = frame.iloc[1:-1]
+        fwd, bwd = hidden["activation_std"].to_numpy(), hidden["gradient_std"].to_numpy()
+        rows.append({
+            "profile": label,
+            "forward_factor": _per_layer_factor(fwd),
+            "backward_factor": _per_layer_factor(bwd[::-1]),
+            "forward_spread": float(fwd.max() / fwd.min()),
+            "backward_spread": float(bwd.max() / bwd.min()),
+            "first_gradient_std": float(frame["gradient_std"].iloc[0]),
+        })
+    return pd.DataFrame(rows)
+
+
+def lsuv_summary(report: Mapping[str, Mapping[str, float]]) -> Dict[str, Any]:
+    """What :func:`neuronlab.init.lsuv_`'s report says in one line: the number of ``layers``, the largest
+    distance ``max_deviation`` of an output variance from 1, and the fewest and most rescalings a layer
+    needed (``min_iterations``, ``max_iterations``)."""
+    if not report:
+        raise ValueError("the LSUV report is empty")
+    variances = [float(r["variance"]) for r in report.values()]
+    iterations = [int(r["iterations"]) for r in report.values()]
+    return {"layers": len(report), "max_deviation": max(abs(v - 1.0) for v in variances),
+            "min_iterations": min(iterations), "max_iterations": max(iterations)}

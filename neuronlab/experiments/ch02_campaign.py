@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from ..book import count_phrase
 from ..campaign import BASES, MODES, campaign_
 from ..init import he_, lsuv_, xavier_
 from ..models import build_model
@@ -35,7 +37,8 @@ from ._common import (ChapterRun, Timer, cached_dataset, check_dataset, history_
 __all__ = ["CHAPTER", "TITLE", "SETTINGS", "EXPERIMENTS", "STORED", "PAPER_TABLE1", "PAPER_TABLE2", "METHODS",
            "ARCHITECTURES", "METHOD_LABELS", "FASHION_DATASET", "FASHION_METHODS", "CNN_ARCH", "CNN_METHODS",
            "setup", "experiment_grid", "initialize_for_method", "fit_protocol", "train_campaign_run", "run_config",
-           "run_experiment", "comparison_table", "cnn_table", "summary"]
+           "run_experiment", "comparison_table", "cnn_table", "summary", "network_label", "reproduction_frame",
+           "compare_methods", "comparison_phrase", "best_counts", "first_epoch_below", "join_phrase"]
 
 CHAPTER = "ch02"
 TITLE = "Neuron Campaign initialization guided by the information bottleneck (IBCI)"
@@ -264,3 +267,161 @@ def summary(name: str, table: pd.DataFrame) -> pd.DataFrame:
         ours = comparison_table(table, {}, FASHION_METHODS)
         return ours[[c for c in ours.columns if "(paper)" not in c]]
     return cnn_table(table)
+
+
+# ------------------------------------------------------------------------------------------------------
+# What the page says about the tables: tidy frames and comparisons computed from the runs, so that the
+# prose quotes (glues) them instead of typing numbers that a rerun on another machine would contradict.
+# Comparisons use the means rounded to the decimals the tables show, so a tie in the table is a tie here.
+
+_BASE_LABELS = {"xavier": "Xavier", "he": "He"}
+
+
+def network_label(base: str, arch: str) -> str:
+    """The name of a reproduction row, fit for a plot's axis and a sentence:
+    ``network_label("xavier", "IBCI-2") == "Xavier 2-layer"`` (the paper's networks are named by their
+    number of weight layers)."""
+    return f"{_BASE_LABELS.get(base, base)} {arch.split('-')[1]}-layer"
+
+
+def reproduction_frame(table: pd.DataFrame,
+                       paper: Mapping[Tuple[str, str], Mapping[str, Tuple[float, float, int]]],
+                       methods: Sequence[str], value: str = "min_test_error", epoch: str = "epoch_of_min"
+                       ) -> pd.DataFrame:
+    """The long (tidy) form of :func:`comparison_table`, for :func:`neuronlab.plots.plot_reproduction`
+    and for computing what the text says: one line per (base, architecture, method), in the table's
+    order of rows and in the order of ``methods``.
+
+    Columns: ``network`` (:func:`network_label`), ``base``, ``arch``, ``method`` (its label, e.g.
+    ``"IBCI"``), ``key`` (e.g. ``"ibci"``), ``seeds``, ``ours_mean``, ``ours_std`` (over seeds),
+    ``ours_epoch`` (mean epoch of ``epoch``) and the paper's ``paper``, ``paper_std``, ``paper_epoch``
+    (NaN where ``paper`` lacks the method). A method without runs in a row is left out.
+    """
+    missing = [c for c in ("base", "arch", "method", "seed", value, epoch) if c not in table.columns]
+    if missing:
+        raise KeyError(f"columns {missing} not in the table; it has {list(table.columns)}")
+    lines = []
+    for (base, arch), group in table.groupby(["base", "arch"], sort=False):
+        for method in methods:
+            runs_ = group[group["method"] == method]
+            if not len(runs_):
+                continue
+            ref = paper.get((base, arch), {}).get(method, (np.nan, np.nan, np.nan))
+            lines.append({"network": network_label(base, arch), "base": base, "arch": arch,
+                          "method": METHOD_LABELS.get(method, method), "key": method,
+                          "seeds": int(runs_["seed"].nunique()), "ours_mean": float(runs_[value].mean()),
+                          "ours_std": float(runs_[value].std()), "ours_epoch": float(runs_[epoch].mean()),
+                          "paper": float(ref[0]), "paper_std": float(ref[1]), "paper_epoch": float(ref[2])})
+    return pd.DataFrame(lines)
+
+
+def _method_rows(frame: pd.DataFrame, method: str, column: str) -> pd.DataFrame:
+    label = METHOD_LABELS.get(method, method)
+    part = frame[frame["method"] == label]
+    if not len(part):
+        raise ValueError(f"no method {method!r} in the frame; it has {list(dict.fromkeys(frame['method']))}")
+    return part.set_index("network")
+
+
+def compare_methods(frame: pd.DataFrame, a: str, b: str, column: str = "ours_mean",
+                    spread: Optional[str] = "ours_std", decimals: int = 2) -> pd.DataFrame:
+    """Method ``a`` against method ``b`` (keys or labels) in every row of a :func:`reproduction_frame`.
+
+    One line per network (rows where both have a number): ``a`` and ``b``, the means rounded to
+    ``decimals``; ``diff`` = ``b - a`` (positive: ``a`` is lower, i.e. better for an error);
+    ``outcome``: ``"lower"``, ``"higher"`` or ``"tie"`` (equal when rounded) for ``a``; with ``spread``,
+    ``noise`` = the larger of the two standard deviations and ``clear`` = ``|diff| > noise`` (the gap is
+    larger than the seed-to-seed spread of either method).
+    """
+    left, right = _method_rows(frame, a, column), _method_rows(frame, b, column)
+    networks = [n for n in left.index if n in right.index and pd.notna(left.loc[n, column])
+                and pd.notna(right.loc[n, column])]
+    out = pd.DataFrame(index=pd.Index(networks, name="network"))
+    out["a"] = left.loc[networks, column].round(decimals)
+    out["b"] = right.loc[networks, column].round(decimals)
+    out["diff"] = (out["b"] - out["a"]).round(decimals)
+    out["outcome"] = np.where(out["diff"] > 0, "lower", np.where(out["diff"] < 0, "higher", "tie"))
+    if spread is not None:
+        out["noise"] = np.maximum(left.loc[networks, spread], right.loc[networks, spread]).round(decimals)
+        out["clear"] = out["diff"].abs() > out["noise"]
+    return out
+
+
+def _span(values: Sequence[float], decimals: int) -> str:
+    low, high = min(values), max(values)
+    return f"{low:.{decimals}f}" if round(high - low, decimals) == 0 else f"{low:.{decimals}f} to {high:.{decimals}f}"
+
+
+def comparison_phrase(comparison: pd.DataFrame, a: str, b: str, decimals: int = 2) -> str:
+    """A :func:`compare_methods` result in words, for the page's prose: in how many rows ``a`` is lower
+    than ``b``, higher, or level, each with the range of the gaps. ``a`` and ``b`` are the names written.
+
+    >>> frame = pd.DataFrame({
+    ...     "network": ["X", "X", "Y", "Y", "Z", "Z"], "method": ["A", "B"] * 3,
+    ...     "ours_mean": [1.0, 1.5, 2.0, 2.1, 3.0, 3.0], "ours_std": [0.1] * 6})
+    >>> print(comparison_phrase(compare_methods(frame, "A", "B"), "A", "B"))
+    A is lower than B in 2 of 3 rows (by 0.10 to 0.50 points) and level with it in 1
+    """
+    rows = len(comparison)
+    lower = comparison.loc[comparison["outcome"] == "lower", "diff"].tolist()
+    higher = [-d for d in comparison.loc[comparison["outcome"] == "higher", "diff"]]
+    ties = int((comparison["outcome"] == "tie").sum())
+    text = f"{a} is lower than {b} in {count_phrase(len(lower), rows)} rows"
+    if lower:
+        text += f" (by {_span(lower, decimals)} points)"
+    rest = []
+    if higher:
+        rest.append(f"higher in {len(higher)} (by {_span(higher, decimals)} points)")
+    if ties:
+        rest.append(f"level with it in {ties}")
+    return text + (", " if len(rest) > 1 else " and ") + join_phrase(rest) if rest else text
+
+
+def best_counts(frame: pd.DataFrame, column: str = "ours_mean", decimals: int = 2) -> pd.DataFrame:
+    """For every method of a :func:`reproduction_frame`, in how many rows its mean (rounded to
+    ``decimals``) is the lowest and the highest of the methods in the frame.
+
+    Columns: ``lowest`` (rows where it is lowest, alone or tied), ``sole_lowest`` (alone), ``highest``,
+    ``sole_highest``; index: the method labels in the frame's order. ``rows`` (an attribute of the
+    result, ``.attrs["rows"]``) is the number of rows compared.
+    """
+    wide = frame.pivot(index="network", columns="method", values=column).round(decimals).dropna()
+    methods = list(dict.fromkeys(frame["method"]))
+    wide = wide[methods]
+    low, high = wide.min(axis=1), wide.max(axis=1)
+    is_low, is_high = wide.eq(low, axis=0), wide.eq(high, axis=0)
+    out = pd.DataFrame({"lowest": is_low.sum(), "sole_lowest": is_low[is_low.sum(axis=1) == 1].sum(),
+                        "highest": is_high.sum(), "sole_highest": is_high[is_high.sum(axis=1) == 1].sum()})
+    out = out.loc[methods].astype(int)
+    out.attrs["rows"] = len(wide)
+    return out
+
+
+def first_epoch_below(a: Sequence[float], b: Sequence[float]) -> Optional[int]:
+    """The first epoch (counted from 1) from which curve ``a`` stays strictly below curve ``b`` to the
+    end, or ``None`` when it is not below at the last epoch.
+
+    >>> first_epoch_below([5, 3, 4, 2, 1], [4, 4, 3, 3, 3])
+    4
+    >>> first_epoch_below([1, 2], [2, 2]) is None
+    True
+    """
+    if len(a) != len(b) or not len(a):
+        raise ValueError(f"two curves of the same non-zero length needed, got {len(a)} and {len(b)}")
+    below = np.asarray(a, dtype=float) < np.asarray(b, dtype=float)
+    if not below[-1]:
+        return None
+    above = np.flatnonzero(~below)
+    return int(above[-1] + 2) if len(above) else 1
+
+
+def join_phrase(items: Sequence[str], empty: str = "none") -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"``: a list in words; ``empty`` when there is nothing.
+
+    >>> join_phrase(["Xavier 2-layer", "He 2-layer", "He 5-layer"])
+    'Xavier 2-layer, He 2-layer and He 5-layer'
+    """
+    items = [str(i) for i in items]
+    if not items:
+        return empty
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]

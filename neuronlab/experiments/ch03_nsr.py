@@ -6,17 +6,21 @@ training protocol of each model family (:data:`FAMILY_DEFAULTS`, :func:`fit_fami
 official code initializes them (:func:`paper_model`); one run (:func:`train_nsr_run`) and the per-epoch
 steadiness curves (:func:`steadiness_history`); the experiments (:data:`EXPERIMENTS`,
 :func:`experiment_grid`) and their tables (:func:`select_lambda`, :func:`summary_table`,
-:func:`comparison_table`). The method itself is :mod:`neuronlab.nsr`.
+:func:`comparison_table`), and the numbers its page quotes and plots (:func:`reproduction_frame`,
+:func:`gain_table`, :func:`paper_gnn_gains`, :func:`parse_benchmark`). The method itself is
+:mod:`neuronlab.nsr`.
 
 Every quick-profile run of every experiment (258 runs, about an hour of CPU time) is stored with the book
 in ``notebooks/results/ch03/<experiment>_quick``. From a shell::
 
-    python -m neuronlab.experiments ch03 --profile full --device cuda --experiments mlp gnn
+    python -m neuronlab.experiments ch03 --profile full --device cuda \
+        --experiments mlp gnn
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import pandas as pd
@@ -43,6 +47,8 @@ __all__ = [
     "setup", "family_of", "paper_model", "fit_family", "regularized_layers", "train_nsr_run",
     "steadiness_history", "mlp_grid", "experiment_grid", "config_data", "run_config", "run_experiment",
     "missing_runs", "tidy", "select_lambda", "summary_table", "comparison_table", "summary",
+    "relative_gain", "and_join", "change_phrase", "reproduction_frame", "gain_table", "paper_gnn_gains",
+    "parse_benchmark", "benchmark_summary",
 ]
 
 CHAPTER = "ch03"
@@ -562,3 +568,155 @@ def summary(name: str, table: pd.DataFrame) -> pd.DataFrame:
     if name == "mlp":
         return comparison_table(table)
     return summary_table(select_lambda(table), _setting_columns(table))
+
+
+# --------------------------------------------------------------------------------- numbers for the page
+# The chapter's page quotes no number that the run did not compute: these functions turn the run tables
+# into the long frames its dot plots draw (neuronlab.plots.plot_reproduction) and the comparisons its prose
+# glues (neuronlab.book).
+def relative_gain(vanilla: float, other: float) -> float:
+    """The paper's relative gain in percent, ``100 (vanilla - other) / vanilla``: positive when ``other``
+    has the lower error.
+
+    >>> round(relative_gain(2.29, 1.64), 1)  # MLP-4 in the paper
+    28.4
+    """
+    return 100.0 * (vanilla - other) / vanilla
+
+
+def and_join(items: Sequence[str], empty: str = "none") -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"`` (``empty`` for no items): a list of names for a sentence.
+
+    >>> and_join(["MLP-3"]), and_join(["MLP-3", "MLP-6"])
+    ('MLP-3', 'MLP-3 and MLP-6')
+    >>> and_join(["a", "b", "c"]), and_join([])
+    ('a, b and c', 'none')
+    """
+    items = [str(i) for i in items]
+    if not items:
+        return empty
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def change_phrase(new: float, old: float) -> str:
+    """How ``new`` compares with ``old``, in words for a sentence: ``"2.5 times lower"`` or ``"12 % higher"``
+    (a factor from a factor of two on, a percentage below), ``"the same"`` when equal.
+
+    >>> [change_phrase(new, 1.0) for new in (0.4, 0.97, 1.1, 3.0)]
+    ['2.5 times lower', '3 % lower', '10 % higher', '3.0 times higher']
+    """
+    if old <= 0 or new <= 0:
+        raise ValueError(f"change_phrase compares positive numbers, got {new!r} and {old!r}")
+    ratio = new / old
+    if ratio == 1:
+        return "the same"
+    if ratio <= 0.5:
+        return f"{1 / ratio:.1f} times lower"
+    if ratio < 1:
+        return f"{100 * (1 - ratio):.0f} % lower"
+    if ratio < 2:
+        return f"{100 * (ratio - 1):.0f} % higher"
+    return f"{ratio:.1f} times higher"
+
+
+def reproduction_frame(table: pd.DataFrame, row: str, method: str,
+                       paper: Optional[Any] = None) -> pd.DataFrame:
+    """The long form of a reproduction table, as :func:`neuronlab.plots.plot_reproduction` draws it: one
+    line per (``row``, ``method``) value pair of the run ``table``, in order of first appearance, with
+    ``ours_mean`` and ``ours_std`` (test error over seeds, %), ``seeds``, and the paper's ``paper`` and
+    ``paper_std`` where ``paper(row_value, method_value)`` returns ``(mean, std)`` (NaN where it returns
+    ``None`` or no ``paper`` is given)."""
+    missing = [c for c in (row, method, "test_error", "seed") if c not in table]
+    if missing:
+        raise ValueError(f"reproduction_frame: the run table has no column(s) {missing}")
+    lines = []
+    for (row_value, method_value), group in table.groupby([row, method], sort=False):
+        ref = paper(row_value, method_value) if paper is not None else None
+        lines.append({row: row_value, method: method_value,
+                      "ours_mean": group["test_error"].mean(), "ours_std": group["test_error"].std(),
+                      "seeds": int(group["seed"].nunique()),
+                      "paper": ref[0] if ref else float("nan"), "paper_std": ref[1] if ref else float("nan")})
+    return pd.DataFrame(lines)
+
+
+def gain_table(table: pd.DataFrame, by: str = "arch", layer: str = "logits",
+               paper: Optional[Mapping] = None) -> pd.DataFrame:
+    """NSR on ``layer`` against vanilla training, one row per value of ``by`` (in order of appearance):
+    mean and std of the test error over seeds (``vanilla``, ``vanilla_std``, ``nsr``, ``nsr_std``),
+    ``seeds``, the gain in points (``gain``, positive when NSR has the lower mean error), the relative
+    gain in percent (``gain_pct``, :func:`relative_gain`), ``spreads``: the gain in units of the larger
+    of the two standard deviations, and, where ``paper`` (:data:`PAPER_TABLE`'s form) has the row, the
+    paper's relative gain ``paper_gain_pct``. ``gain_pct_std`` is the standard deviation over seeds of
+    the per-seed relative gains (seed by seed, relative to the vanilla mean; NaN with fewer than two
+    seeds run with both)."""
+    rows = []
+    for key, group in table.groupby(by, sort=False):
+        vanilla_runs = group[group["method"] == "vanilla"]
+        nsr_runs = group[(group["method"] == "nsr") & (group["layer"] == layer)]
+        vanilla, nsr = vanilla_runs["test_error"], nsr_runs["test_error"]
+        if vanilla.empty or nsr.empty:
+            continue
+        paired = pd.merge(vanilla_runs[["seed", "test_error"]], nsr_runs[["seed", "test_error"]], on="seed",
+                          suffixes=("_vanilla", "_nsr"))
+        per_seed = 100 * (paired["test_error_vanilla"] - paired["test_error_nsr"]) / vanilla.mean()
+        gain = vanilla.mean() - nsr.mean()
+        spread = pd.Series([vanilla.std(), nsr.std()]).max()  # NaN for single runs
+        ref = (paper or {}).get(key)
+        rows.append({by: key, "vanilla": vanilla.mean(), "vanilla_std": vanilla.std(), "nsr": nsr.mean(),
+                     "nsr_std": nsr.std(), "seeds": int(group["seed"].nunique()), "gain": gain,
+                     "gain_pct": relative_gain(vanilla.mean(), nsr.mean()), "gain_pct_std": per_seed.std(),
+                     "spreads": gain / spread if spread > 0 else float("nan"),
+                     "paper_gain_pct": (relative_gain(ref["vanilla"][0], ref["nsr"][0]) if ref
+                                        else float("nan"))})
+    columns = [by, "vanilla", "vanilla_std", "nsr", "nsr_std", "seeds", "gain", "gain_pct", "gain_pct_std",
+               "spreads", "paper_gain_pct"]
+    return pd.DataFrame(rows, columns=columns).set_index(by)
+
+
+def paper_gnn_gains(paper: Mapping = PAPER_GNN_TABLE) -> pd.DataFrame:
+    """The paper's relative gain of NSR (%, :func:`relative_gain`) per graph network (rows, in the order
+    of ``GNN_ARCHS``) and dataset (columns), with their ``mean`` and ``std`` over the datasets."""
+    gains = pd.DataFrame({dataset: {arch: relative_gain(results[arch]["vanilla"][0], results[arch]["nsr"][0])
+                                    for arch in GNN_ARCHS} for dataset, results in paper.items()})
+    gains = gains.loc[list(GNN_ARCHS)]
+    return gains.assign(mean=gains.mean(axis=1), std=gains.std(axis=1))
+
+
+_BENCH_LINE = re.compile(
+    r"^(?P<case>\S.*?)\s+plain\s+(?P<plain_ms>[\d.]+) ms \| NeuronSteadiness\s+(?P<nsr_ms>[\d.]+) ms, "
+    r"ratio (?P<nsr_ratio>[\d.]+),\s*(?P<extra_us>[+-]?\d+) us \| FIFO\s+(?P<fifo_ms>[\d.]+) ms, "
+    r"ratio (?P<fifo_ratio>[\d.]+)\s*$")
+
+
+def parse_benchmark(text: str) -> pd.DataFrame:
+    """The per-round lines that ``scripts/bench_nsr.py`` prints, as a table: ``case`` (model and memory),
+    ``round`` (1, 2, ...), the median step times ``plain_ms``, ``nsr_ms`` (with ``NeuronSteadiness``) and
+    ``fifo_ms`` (with the official code's first-in-first-out scheme), the ratios ``nsr_ratio`` and
+    ``fifo_ratio`` to the plain step, and ``extra_us``, what NSR adds to a step in microseconds. The
+    number of threads of the script's header line is ``frame.attrs["threads"]`` (``None`` if absent)."""
+    rows, rounds = [], {}
+    for line in text.splitlines():
+        match = _BENCH_LINE.match(line.strip())
+        if match:
+            values = match.groupdict()
+            case = values.pop("case")
+            rounds[case] = rounds.get(case, 0) + 1
+            rows.append({"case": case, "round": rounds[case], **{k: float(v) for k, v in values.items()}})
+    if not rows:
+        raise ValueError("no benchmark lines found: is this the output of scripts/bench_nsr.py?")
+    frame = pd.DataFrame(rows)
+    threads = re.search(r"(\d+) threads", text)
+    frame.attrs["threads"] = int(threads.group(1)) if threads else None
+    return frame
+
+
+def benchmark_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per case of :func:`parse_benchmark`'s table (in order of appearance): the median over rounds of
+    every time and ratio, and the smallest and largest ratio of ``NeuronSteadiness`` and of the FIFO
+    (``nsr_ratio_min``, ``nsr_ratio_max``, ``fifo_ratio_min``, ``fifo_ratio_max``)."""
+    groups = frame.groupby("case", sort=False)
+    summary = groups[["plain_ms", "nsr_ms", "fifo_ms", "nsr_ratio", "fifo_ratio", "extra_us"]].median()
+    for column in ("nsr_ratio", "fifo_ratio"):
+        summary[f"{column}_min"] = groups[column].min()
+        summary[f"{column}_max"] = groups[column].max()
+    return summary.assign(rounds=groups.size())

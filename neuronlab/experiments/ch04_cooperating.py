@@ -14,7 +14,9 @@ augmentation) trained with Adam (:func:`train_relu_mlp`):
 
 The measures themselves (activation patterns, perplexity, node classifiers, path sums) are the method,
 in :mod:`neuronlab.cooperating`. The paper has no public code and reports no table of numbers we could
-match; :func:`comparison_table` puts its qualitative findings beside our measurements.
+match; :func:`comparison_table` puts its qualitative findings beside our measurements, and
+:func:`reproduction_summary` turns them into claim-by-claim verdicts by stated criteria (:data:`CRITERIA`).
+:func:`layer_frame` and :func:`network_frame` are the grids' tidy numbers behind the chapter's figures.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..book import count_phrase
 from ..cooperating import (MODES, ActivationPatterns, NodeClassifiers, layer_accuracies_from_responses,
                            layer_perplexity, relu_layers)
 from ..init import xavier_
@@ -40,7 +43,8 @@ from ._common import (ChapterRun, Timer, cached_dataset, check_dataset, history_
 __all__ = ["CHAPTER", "TITLE", "SETTINGS", "EXPERIMENTS", "STORED", "setup", "corrupt_labels", "relu_mlp",
            "train_relu_mlp", "class_mean_perplexity", "train_cooperating_run", "label_noise_run", "grid_configs",
            "noise_configs", "experiment_grid", "run_config", "run_experiment", "tracks_frame", "network_table",
-           "noise_table", "comparison_table", "summary"]
+           "noise_table", "comparison_table", "layer_frame", "network_frame", "VERDICTS", "CRITERIA", "CLAIMS",
+           "reproduction_summary", "summary"]
 
 CHAPTER = "ch04"
 TITLE = "DNNs as layers of cooperating classifiers: activation patterns, perplexity, node classifiers"
@@ -439,6 +443,214 @@ def _noise_evidence(table: pd.DataFrame) -> Dict[str, str]:
         "quarantine": "last epoch, combined layer classifier on corrupted samples against their wrong label: "
                       + "; ".join(quarantine),
     }
+
+
+# ------------------------------------------------------------------------------- the page: tidy frames
+def _std(values: np.ndarray) -> np.ndarray:
+    """Sample standard deviation over the first axis (the seeds); NaN for a single run."""
+    return values.std(0, ddof=1) if len(values) > 1 else np.full(values.shape[1:], np.nan)
+
+
+def layer_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per network of a depth/width grid (``"grid"`` or ``"fashion"``) and hidden layer, for plots:
+    ``network`` ("6 × 100"), ``depth``, ``width``, ``layer`` (1 = first hidden layer), ``n`` (seeds), and
+    mean and sample std over the seeds of the layer's ``perplexity`` (patterns per class, training set) and
+    of the three layer classifiers' test accuracy (``accuracy_<mode>``, %), std columns ending in ``_std``
+    (NaN for one seed)."""
+    rows = []
+    for (depth, width), group in table.groupby(["depth", "width"], sort=False):
+        values = {"perplexity": np.array(group["perplexity"].tolist(), dtype=float)}
+        for mode in MODES:
+            values[f"accuracy_{mode}"] = 100 * np.array(group[f"layer_accuracy.{mode}"].tolist(), dtype=float)
+        means = {k: v.mean(0) for k, v in values.items()}
+        stds = {k: _std(v) for k, v in values.items()}
+        for layer in range(int(depth)):
+            row = {"network": f"{depth} × {width}", "depth": int(depth), "width": int(width), "layer": layer + 1,
+                   "n": len(group)}
+            for key in values:
+                row[key], row[f"{key}_std"] = means[key][layer], stds[key][layer]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def network_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per network of a depth/width grid, numbers rather than :func:`network_table`'s text: ``n``
+    (seeds), ``test_error`` and ``test_error_std`` (%, at the best validation epoch), ``accuracy`` (the
+    network's own test accuracy, 100 − test error), ``epochs`` (mean epochs trained) and ``capped`` (runs
+    that reached ``max_epochs`` instead of stopping early), and, means over the seeds, the first and last
+    hidden layer's ``perplexity_first``/``perplexity_last`` and combined layer classifier test accuracy
+    ``layer_first``/``layer_last`` (%), ``gain`` (last − first, points) and ``node_last`` (mean test accuracy
+    of the last hidden layer's single nodes, combined, %)."""
+    rows = []
+    for (depth, width), group in table.groupby(["depth", "width"], sort=False):
+        perplexity = _layer_means(group, "perplexity")
+        accuracy = 100 * _layer_means(group, "layer_accuracy.combined")
+        errors = group["test_error"].astype(float)
+        rows.append({
+            "network": f"{depth} × {width}", "depth": int(depth), "width": int(width), "n": len(group),
+            "test_error": errors.mean(), "test_error_std": errors.std(ddof=1) if len(group) > 1 else np.nan,
+            "accuracy": 100 - errors.mean(), "epochs": group["epochs_trained"].mean(),
+            "capped": int((group["epochs_trained"] >= group["max_epochs"]).sum()),
+            "perplexity_first": perplexity[0], "perplexity_last": perplexity[-1],
+            "layer_first": accuracy[0], "layer_last": accuracy[-1], "gain": accuracy[-1] - accuracy[0],
+            "node_last": 100 * _layer_means(group, "node_accuracy_combined")[-1]})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------ the page: what reproduces
+#: The verdicts of :func:`reproduction_summary`.
+VERDICTS = ("reproduces", "partly", "does not reproduce", "not compared")
+#: The thresholds behind the verdicts. Perplexity "falls" when the last hidden layer's is below the first's
+#: by more than ``perplexity_drop``; a layer classifier is "near" its network within ``near_points`` of its
+#: test accuracy; on corrupted samples a layer is "near chance" below ``near_chance`` (%) and "memorizes"
+#: them above ``memorized`` (%); a group of training samples is "fitted" below ``fitted`` (% training
+#: error) and "not yet memorized" above ``not_memorized`` (%).
+CRITERIA = {"perplexity_drop": 0.10, "near_points": 2.0, "near_chance": 25.0, "memorized": 50.0,
+            "fitted": 10.0, "not_memorized": 50.0}
+#: The claims of the paper (Davel et al. 2020) and, for label noise, of Theunissen, Davel & Barnard (2019),
+#: shown in the same talk; the papers publish figures, not tables.
+CLAIMS = {
+    "perplexity": ("training groups the samples of a class: perplexity falls through the layers",
+                   "Davel et al. 2020, perplexity figures, depth and width families, MNIST and FMNIST"),
+    "build-up": ("class information builds up layer by layer",
+                 "Davel et al. 2020, layer classifiers from node classifiers, MNIST and FMNIST"),
+    "nodes": ("nodes are classifiers, and the nodes of a layer together predict accurately",
+              "Davel et al. 2020, discrete, continuous and combined node estimators, combined per layer"),
+    "paths": ("the SGD update of a weight is a sum over active paths",
+              "Davel et al. 2020, the update formula (ReLU, softmax, cross-entropy)"),
+    "error": ("test error across the depth and width families",
+              "Davel et al. 2020, test error figure, full MNIST and FMNIST"),
+    "clean-first": ("clean samples are fitted first", "Theunissen et al. 2019, after Zhang et al. 2017"),
+    "memorized-late": ("corrupted samples are memorized late, and the test error rises",
+                       "Theunissen et al. 2019, after Zhang et al. 2017"),
+    "quarantine": ("the corrupted labels are fitted by the last layers (quarantine paths)",
+                   "Theunissen et al. 2019"),
+}
+
+
+def _count_verdict(hits: int, total: int) -> str:
+    """All → reproduces, at least half → partly, fewer → does not reproduce."""
+    if total and hits == total:
+        return VERDICTS[0]
+    return VERDICTS[1] if total and 2 * hits >= total else VERDICTS[2]
+
+
+def _seeds_text(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def _grid_claims(table: pd.DataFrame) -> List[Dict[str, Any]]:
+    nets = network_frame(table)
+    deep = nets[nets["depth"] >= 2]
+    if deep.empty:
+        raise ValueError("the table has no network with two or more hidden layers")
+    dataset, seeds, k = str(table["dataset"].iloc[0]), _seeds_text(int(nets["n"].max())), len(deep)
+    data = f"{dataset}, {len(nets)} networks"
+    drop = deep["perplexity_last"] < (1 - CRITERIA["perplexity_drop"]) * deep["perplexity_first"]
+    rises = deep["layer_last"] > deep["layer_first"]
+    near = (deep["accuracy"] - deep["layer_last"]).abs() <= CRITERIA["near_points"]
+    low, high = nets["test_error"].idxmin(), nets["test_error"].idxmax()
+    modes = {m: 100 * np.mean([_layer_means(g, f"layer_accuracy.{m}")[-1]
+                               for key, g in table.groupby(["depth", "width"], sort=False) if key[0] >= 2])
+             for m in MODES}
+    return [
+        {"key": "perplexity", "data": data, "seeds": seeds, "verdict": _count_verdict(int(drop.sum()), k),
+         "hits": int(drop.sum()), "total": k,
+         "ours": f"last hidden layer below the first by more than {CRITERIA['perplexity_drop']:.0%} in "
+                 f"{count_phrase(int(drop.sum()), k)} networks with ≥ 2 hidden layers; mean "
+                 f"{deep['perplexity_first'].mean():.0f} → {deep['perplexity_last'].mean():.0f} patterns per class"},
+        {"key": "build-up", "data": data, "seeds": seeds, "verdict": _count_verdict(int(rises.sum()), k),
+         "hits": int(rises.sum()), "total": k,
+         "ours": f"combined layer classifier better in the last hidden layer than in the first in "
+                 f"{count_phrase(int(rises.sum()), k)} networks; gain {deep['gain'].min():.1f} to "
+                 f"{deep['gain'].max():.1f} points"},
+        {"key": "nodes", "data": data, "seeds": seeds, "verdict": _count_verdict(int(near.sum()), k),
+         "hits": int(near.sum()), "total": k,
+         "ours": "last hidden layer, test accuracy (mean of the networks): single nodes "
+                 f"{deep['node_last'].mean():.1f} %; layer classifiers "
+                 + ", ".join(f"{m} {v:.1f} %" for m, v in modes.items())
+                 + f"; the networks {deep['accuracy'].mean():.1f} %. Combined layer within "
+                 f"{CRITERIA['near_points']:.0f} points of its network in {count_phrase(int(near.sum()), k)}"},
+        {"key": "error", "data": data, "seeds": seeds, "verdict": VERDICTS[3], "hits": None, "total": None,
+         "ours": f"{nets['test_error'].min():.2f} % ({nets['network'][low]}) to {nets['test_error'].max():.2f} % "
+                 f"({nets['network'][high]}); the paper's numbers are for other training sets"},
+    ]
+
+
+def _noise_claims(table: pd.DataFrame) -> List[Dict[str, Any]]:
+    tracks = tracks_frame(table)
+    noisy = tracks[tracks["fraction"] > 0]
+    if noisy.empty:
+        raise ValueError("the table has no run with corrupted labels")
+    if {"dataset", "depth", "width"} <= set(table.columns):
+        row = table.iloc[0]
+        data = f"{row['dataset']}, {row['depth']} × {row['width']} network, no early stopping"
+    else:
+        data = "label-noise runs"
+    seeds = _seeds_text(int(noisy.groupby("fraction")["seed"].nunique().max()))
+    first: List[bool] = []
+    late: List[bool] = []
+    quarantine: List[bool] = []
+    texts = {"clean-first": [], "memorized-late": [], "quarantine": []}
+    for fraction, group in noisy.groupby("fraction"):
+        mean = group.groupby("epoch").mean(numeric_only=True)
+        best, last = int(mean["test_error"].idxmin()), int(mean.index.max())
+        clean, kept = mean.loc[best, "train_error_clean"], mean.loc[best, "train_error_corrupted"]
+        first.append(clean < CRITERIA["fitted"] and kept > CRITERIA["not_memorized"])
+        texts["clean-first"].append(f"{fraction:.0%}: {clean:.1f} % vs {kept:.1f} % (epoch {best})")
+        end, rise = mean.loc[last, "train_error_corrupted"], mean.loc[last, "test_error"] - mean.loc[best, "test_error"]
+        late.append(end < CRITERIA["fitted"] and rise > 0)
+        texts["memorized-late"].append(f"{fraction:.0%}: {kept:.1f} % → {end:.1f} % not memorized, test error "
+                                       f"{mean.loc[best, 'test_error']:.1f} → {mean.loc[last, 'test_error']:.1f} %")
+        layers = 100 * np.array(group.loc[group["epoch"] == last, "layer_acc_corrupted"].tolist(), dtype=float).mean(0)
+        quarantine.append(layers[0] < CRITERIA["near_chance"] and layers[-1] > CRITERIA["memorized"])
+        texts["quarantine"].append(f"{fraction:.0%}: layer 1 {layers[0]:.1f} % → last layer {layers[-1]:.1f} %")
+    prefix = {"clean-first": "at the tracked epoch of lowest test error, training error on clean samples vs "
+                             "corrupted samples not yet memorized: ",
+              "memorized-late": "from that epoch to the last: ",
+              "quarantine": "last epoch, combined layer classifier on corrupted samples, against their wrong "
+                            "label: "}
+    hits = {"clean-first": first, "memorized-late": late, "quarantine": quarantine}
+    return [{"key": key, "data": data, "seeds": seeds, "verdict": _count_verdict(sum(hits[key]), len(hits[key])),
+             "hits": int(sum(hits[key])), "total": len(hits[key]), "ours": prefix[key] + "; ".join(texts[key])}
+            for key in hits]
+
+
+def reproduction_summary(grids: Sequence[pd.DataFrame] = (), noise: Optional[pd.DataFrame] = None,
+                         path_gap: Optional[float] = None) -> pd.DataFrame:
+    """What reproduces: the papers' claims (:data:`CLAIMS`) beside our measurements, one row per claim and
+    dataset, with a verdict computed by the rules of :data:`CRITERIA` (:data:`VERDICTS`: all networks or
+    noise levels meet the criterion → reproduces; at least half → partly; fewer → does not reproduce; the
+    test errors are not compared, the paper's being for other training sets).
+
+    Args:
+        grids: :func:`run_experiment` tables of depth/width grids (``"grid"``, ``"fashion"``).
+        noise: the ``"noise"`` table, or ``None``.
+        path_gap: the largest difference between the path-sum update and autograd (float64), or ``None``;
+            below ``1e-12`` the claim reproduces exactly.
+
+    Returns:
+        Columns ``key``, ``claim``, ``paper`` (source), ``data``, ``seeds``, ``ours``, ``verdict``, and
+        ``hits`` of ``total``: how many networks (noise levels) meet the criterion (``None`` when not
+        compared).
+    """
+    rows: List[Dict[str, Any]] = []
+    for table in grids:
+        rows += _grid_claims(table)
+    if path_gap is not None:
+        rows.append({"key": "paths", "data": "a 4-5-4-3 ReLU network, 8 samples, float64", "seeds": _seeds_text(1),
+                     "verdict": VERDICTS[0] if path_gap < 1e-12 else VERDICTS[2],
+                     "hits": int(path_gap < 1e-12), "total": 1,
+                     "ours": f"largest difference from autograd: {path_gap:.1e}"})
+    if noise is not None:
+        rows += _noise_claims(noise)
+    order = list(CLAIMS)
+    rows.sort(key=lambda r: order.index(r["key"]))
+    frame = pd.DataFrame(rows, columns=["key", "data", "seeds", "ours", "verdict", "hits", "total"])
+    frame[["hits", "total"]] = frame[["hits", "total"]].astype("Int64")
+    frame.insert(1, "claim", [CLAIMS[k][0] for k in frame["key"]])
+    frame.insert(2, "paper", [CLAIMS[k][1] for k in frame["key"]])
+    return frame
 
 
 def summary(name: str, table: pd.DataFrame) -> pd.DataFrame:

@@ -86,8 +86,10 @@ def smoke_grid(grid: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
     Example:
         >>> smoke_grid([dict(arch="MLP-4", seed=s, epochs=100) for s in range(5)])
         [{'arch': 'MLP-4', 'seed': 0, 'epochs': 1}]
-        >>> smoke_grid([dict(fraction=0.2, seed=0, epochs=300, track_every=10), dict(depth=2, max_epochs=300)])
-        [{'fraction': 0.2, 'seed': 0, 'epochs': 2, 'track_every': 1}, {'depth': 2, 'max_epochs': 2}]
+        >>> smoke_grid([dict(fraction=0.2, seed=0, epochs=300, track_every=10)])
+        [{'fraction': 0.2, 'seed': 0, 'epochs': 2, 'track_every': 1}]
+        >>> smoke_grid([dict(depth=2, max_epochs=300)])
+        [{'depth': 2, 'max_epochs': 2}]
     """
     kept: Dict[str, Dict[str, Any]] = {}
     for config in grid:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from neuronlab.experiments import ch01_signals as ch01
+from neuronlab.init import lsuv_
 from neuronlab.runs import config_key
 
 
@@ -68,3 +69,51 @@ def test_comparison_table_gives_mean_and_std_over_seeds():
     row = ch01.comparison_table(table).iloc[0]
     assert row["test error at best val epoch (%)"] == f"3.00 ± {math.sqrt(2):.2f}"
     assert row["seeds"] == 2
+
+
+def test_summary_frame_counts_the_seeds_that_reach_90_and_averages_only_those():
+    table = pd.DataFrame([dict(activation="relu", scheme="he", seed=s, test_error=e, epochs_to_90=k,
+                               final_train_loss=0.1)
+                          for s, (e, k) in enumerate([(8.0, 4), (10.0, 6), (9.0, None)])]
+                         + [dict(activation="relu", scheme="gaussian", seed=0, test_error=90.0,
+                                 epochs_to_90=None, final_train_loss=2.3)])
+    frame = ch01.summary_frame(table)
+    he = frame.set_index("scheme").loc["he"]
+    assert he["n"] == 3 and he["reached_90"] == 2
+    assert he["test_error_mean"] == pytest.approx(9.0) and he["test_error_std"] == pytest.approx(1.0)
+    assert (he["test_error_min"], he["test_error_max"]) == (8.0, 10.0)
+    assert he["epochs_to_90_mean"] == pytest.approx(5.0)
+    assert he["epochs_to_90_std"] == pytest.approx(math.sqrt(2))
+    gaussian = frame.set_index("scheme").loc["gaussian"]
+    assert gaussian["reached_90"] == 0 and math.isnan(gaussian["epochs_to_90_mean"])
+    assert list(frame["scheme"]) == ["he", "gaussian"]  # the table's order
+    with pytest.raises(KeyError, match="epochs_to_90"):
+        ch01.summary_frame(table.drop(columns="epochs_to_90"))
+
+
+def test_profile_summary_measures_per_layer_factors_on_the_hidden_layers():
+    layers = pd.Series(range(1, 7))
+    # activation std halves per layer, gradient std doubles per layer towards the output;
+    # the first and last layers (different fan-in, logits) are left out of the factors
+    frame = pd.DataFrame({"layer": layers, "activation_std": [9.0] + [0.5 ** k for k in range(4)] + [9.0],
+                          "gradient_std": [1e-3] + [2.0 ** k for k in range(4)] + [9.0]})
+    row = ch01.profile_summary({"halving": frame}).iloc[0]
+    assert row["profile"] == "halving"
+    assert row["forward_factor"] == pytest.approx(0.5) and row["backward_factor"] == pytest.approx(0.5)
+    assert row["forward_spread"] == pytest.approx(8.0) and row["backward_spread"] == pytest.approx(8.0)
+    assert row["first_gradient_std"] == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="at least 4"):
+        ch01.profile_summary({"short": frame.iloc[:3]})
+
+
+def test_lsuv_summary_of_a_he_relu_mlp_reaches_unit_variance_in_one_rescaling_per_layer():
+    # the chapter's claim: with zero biases a layer's output is linear in W, so one rescaling is exact
+    model = ch01.initialized_mlp(10, 100, activation="relu", scheme="he", in_features=784, seed=0)
+    x = torch.randn(512, 784, generator=torch.Generator().manual_seed(0))
+    _, report = lsuv_(model, x, tol=0.01, generator=torch.Generator().manual_seed(0), return_report=True)
+    summary = ch01.lsuv_summary(report)
+    assert summary["layers"] == 10
+    assert summary["min_iterations"] == summary["max_iterations"] == 1
+    assert summary["max_deviation"] < 1e-4
+    with pytest.raises(ValueError, match="empty"):
+        ch01.lsuv_summary({})

@@ -167,3 +167,98 @@ def test_summaries_of_the_three_experiments():
     cnn = ch02.summary("cnn", pd.DataFrame(cnn_rows))
     assert cnn["method"].tolist() == ["vanilla", "ibci"] and cnn.loc[0, "initialization (s)"] == 0.5
     assert ch02.summary("tables", pd.DataFrame()).empty
+
+
+# ------------------------------------------------------------------------------- what the page says
+def _runs(rows):
+    return pd.DataFrame([dict(base=b, arch=a, method=m, seed=s, min_test_error=e, epoch_of_min=ep,
+                              test_error=e + 1, best_epoch=ep + 1) for b, a, m, s, e, ep in rows])
+
+
+def test_reproduction_frame_is_the_long_form_of_the_comparison_table():
+    runs = _runs([("xavier", "IBCI-2", "vanilla", 0, 3.0, 10), ("xavier", "IBCI-2", "vanilla", 1, 5.0, 20),
+                  ("xavier", "IBCI-2", "random", 0, 2.0, 4), ("xavier", "IBCI-2", "random", 1, 2.0, 6),
+                  ("he", "IBCI-5", "vanilla", 0, 7.0, 3), ("he", "IBCI-5", "vanilla", 1, 7.0, 5)])
+    frame = ch02.reproduction_frame(runs, ch02.PAPER_TABLE1, ["vanilla", "lsuv", "random"])
+    # one line per (row, method with runs), in the table's row order and the given method order
+    assert frame[["network", "method"]].values.tolist() == [
+        ["Xavier 2-layer", "Vanilla"], ["Xavier 2-layer", "random election"], ["He 5-layer", "Vanilla"]]
+    first = frame.iloc[0]
+    assert (first["ours_mean"], first["ours_epoch"], first["seeds"]) == (4.0, 15.0, 2)
+    assert first["ours_std"] == pytest.approx(2 ** 0.5)
+    assert (first["paper"], first["paper_std"], first["paper_epoch"]) == ch02.PAPER_TABLE1[("xavier", "IBCI-2")]["vanilla"]
+    assert frame.iloc[1][["paper", "paper_std", "paper_epoch"]].isna().all()  # the paper has no control
+    honest = ch02.reproduction_frame(runs, {}, ["vanilla"], value="test_error", epoch="best_epoch")
+    assert honest["ours_mean"].tolist() == [5.0, 8.0] and honest["paper"].isna().all()
+    # the comparison table shows the same numbers
+    table = ch02.comparison_table(runs, ch02.PAPER_TABLE1, ["vanilla"])
+    assert table.loc[0, "Vanilla (ours)"] == f"{first['ours_mean']:.2f} ± {first['ours_std']:.2f} (15)"
+    with pytest.raises(KeyError, match="seed"):
+        ch02.reproduction_frame(runs.drop(columns="seed"), {}, ["vanilla"])
+
+
+def _frame(means, stds=None):
+    """A reproduction frame from {network: {method label: mean}}."""
+    return pd.DataFrame([{"network": n, "method": m, "ours_mean": v,
+                          "ours_std": (stds or {}).get(n, {}).get(m, 0.1)}
+                         for n, row in means.items() for m, v in row.items()])
+
+
+def test_compare_methods_decides_on_the_means_the_tables_show():
+    frame = _frame({"A": {"IBCI": 5.0, "Vanilla": 5.5}, "B": {"IBCI": 6.001, "Vanilla": 5.996},
+                    "C": {"IBCI": 7.3, "Vanilla": 7.1}},
+                   stds={"A": {"IBCI": 0.2, "Vanilla": 0.6}, "C": {"IBCI": 0.1, "Vanilla": 0.1}})
+    versus = ch02.compare_methods(frame, "ibci", "Vanilla")     # a key or a label
+    assert versus.index.tolist() == ["A", "B", "C"]
+    assert versus["outcome"].tolist() == ["lower", "tie", "higher"]  # 6.00 and 6.00 as printed: a tie
+    assert versus["diff"].tolist() == [0.5, 0.0, -0.2]
+    assert versus["clear"].tolist() == [False, False, True]        # 0.5 is not beyond a std of 0.6
+    assert ch02.comparison_phrase(versus, "IBCI", "vanilla") == (
+        "IBCI is lower than vanilla in 1 of 3 rows (by 0.50 points), higher in 1 (by 0.20 points) "
+        "and level with it in 1")
+    everywhere = ch02.compare_methods(_frame({"A": {"IBCI": 1.0, "TIE": 2.0}, "B": {"IBCI": 1.0, "TIE": 1.2}}),
+                                      "ibci", "tie")
+    assert ch02.comparison_phrase(everywhere, "IBCI", "TIE") == "IBCI is lower than TIE in all 2 rows (by 0.20 to 1.00 points)"
+    with pytest.raises(ValueError, match="no method"):
+        ch02.compare_methods(frame, "tie", "vanilla")
+
+
+def test_best_counts_count_a_tie_for_every_tied_method():
+    frame = _frame({"A": {"IBCI": 5.0, "TIE": 6.0, "IIM": 5.004}, "B": {"IBCI": 7.0, "TIE": 6.0, "IIM": 6.5},
+                    "C": {"IBCI": 5.0, "TIE": 5.0, "IIM": 4.0}})
+    counts = ch02.best_counts(frame)
+    assert counts.index.tolist() == ["IBCI", "TIE", "IIM"] and counts.attrs["rows"] == 3
+    assert counts.loc["IBCI"].tolist() == [1, 0, 2, 1]   # lowest (tied in A), sole, highest (tied in C), sole
+    assert counts.loc["TIE"].tolist() == [1, 1, 2, 1]
+    assert counts.loc["IIM"].tolist() == [2, 1, 0, 0]
+
+
+def test_first_epoch_below_and_join_phrase():
+    assert ch02.first_epoch_below([5, 3, 4, 2, 1], [4, 4, 3, 3, 3]) == 4
+    assert ch02.first_epoch_below([1, 1, 1], [2, 2, 2]) == 1
+    assert ch02.first_epoch_below([1, 3], [2, 2]) is None
+    with pytest.raises(ValueError, match="same"):
+        ch02.first_epoch_below([1, 2], [1, 2, 3])
+    assert ch02.join_phrase([]) == "none" and ch02.join_phrase([], empty="no row") == "no row"
+    assert ch02.join_phrase(["a"]) == "a" and ch02.join_phrase(["a", "b"]) == "a and b"
+    assert ch02.join_phrase(["a", "b", "c"]) == "a, b and c"
+    assert ch02.network_label("he", "IBCI-5") == "He 5-layer"
+
+
+def test_xavier_and_he_starts_differ_only_in_scale_which_lsuv_removes(tiny_mnist_like):
+    # what chapter 2 says about its tables: a Xavier and a He campaign elect the same directions,
+    # and LSUV after Xavier or after He gives the same weights (within LSUV's tolerance)
+    x, y = tiny_mnist_like.x_train, tiny_mnist_like.y_train
+    for method, close in [("ibci", "directions"), ("lsuv", "weights")]:
+        nets = {base: ch02.initialize_for_method(models.build_model("IBCI-3"), method, base, x, y, gen(4))
+                for base in ("xavier", "he")}
+        for (name, a), b in zip(nets["xavier"].named_parameters(), nets["he"].parameters()):
+            if not name.endswith("weight"):
+                continue
+            if close == "directions":
+                a, b = torch.nn.functional.normalize(a, dim=1), torch.nn.functional.normalize(b, dim=1)
+                assert torch.allclose(a, b, atol=1e-5), name
+                ratio = nets["he"].get_parameter(name).norm(dim=1) / nets["xavier"].get_parameter(name).norm(dim=1)
+                assert torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-4), name  # one scale per layer
+            else:
+                assert ((a - b).abs().max() / a.abs().max()).item() < 0.05, name

@@ -1,8 +1,12 @@
 """Chapter 3's experiments: the NSR runs of every family, the grids and their stored runs, the tables, the CLI."""
 
 import json
-import statistics
 import math
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -271,3 +275,92 @@ def test_command_line_trains_into_the_runs_folder_and_prints_the_summary(monkeyp
     summary = ch03.summary("normalization", tables["normalization"])
     assert list(summary.columns[:5]) == ["dataset", "arch", "method", "layer", "batchnorm"]
     assert len(summary) == 4
+
+
+# ------------------------------------------------------------------------------------ numbers for the page
+def _runs(rows):
+    return pd.DataFrame([dict(arch=a, method=m, layer=l, seed=s, test_error=e) for a, m, l, s, e in rows])
+
+
+def test_reproduction_frame_is_long_in_order_with_the_papers_numbers_where_it_has_them():
+    table = _runs([("MLP-4", "vanilla", "logits", 0, 8.0), ("MLP-4", "vanilla", "logits", 1, 10.0),
+                   ("MLP-4", "nsr", "logits", 0, 6.0), ("MLP-4", "nsr", "logits", 1, 7.0),
+                   ("MLP-3", "vanilla", "logits", 0, 5.0)])
+    frame = ch03.reproduction_frame(table, "arch", "method",
+                                    paper=lambda arch, method: ch03.PAPER_TABLE[arch].get(method))
+    assert list(zip(frame.arch, frame.method)) == [("MLP-4", "vanilla"), ("MLP-4", "nsr"), ("MLP-3", "vanilla")]
+    first = frame.iloc[0]
+    assert first.ours_mean == 9.0 and first.ours_std == pytest.approx(math.sqrt(2)) and first.seeds == 2
+    assert (first.paper, first.paper_std) == ch03.PAPER_TABLE["MLP-4"]["vanilla"]
+    assert math.isnan(frame.iloc[2].ours_std)  # one seed: no spread
+    bare = ch03.reproduction_frame(table, "arch", "method")
+    assert bare["paper"].isna().all() and set(bare.columns) >= {"ours_mean", "ours_std", "seeds", "paper"}
+    with pytest.raises(ValueError, match="column"):
+        ch03.reproduction_frame(table, "dataset", "method")
+
+
+def test_gain_table_compares_nsr_on_one_layer_with_vanilla_seed_by_seed():
+    table = _runs([("MLP-4", "vanilla", "logits", 0, 8.0), ("MLP-4", "vanilla", "logits", 1, 10.0),
+                   ("MLP-4", "nsr", "logits", 0, 6.0), ("MLP-4", "nsr", "logits", 1, 7.0),
+                   ("MLP-4", "nsr", "auto", 0, 12.0), ("MLP-4", "nsr", "auto", 1, 12.0)])
+    row = ch03.gain_table(table, paper=ch03.PAPER_TABLE).loc["MLP-4"]
+    assert (row.vanilla, row.nsr, row.gain, row.seeds) == (9.0, 6.5, 2.5, 2)
+    assert row.gain_pct == pytest.approx(100 * 2.5 / 9)
+    assert row.spreads == pytest.approx(2.5 / math.sqrt(2))  # the larger std is vanilla's
+    # per-seed gains 2/9 and 3/9 of the vanilla mean
+    assert row.gain_pct_std == pytest.approx(statistics.stdev([200 / 9, 300 / 9]))
+    assert row.paper_gain_pct == pytest.approx(100 * (2.29 - 1.64) / 2.29)
+    auto = ch03.gain_table(table, layer="auto").loc["MLP-4"]
+    assert auto.gain == -3.0 and auto.spreads < 0 and math.isnan(auto.paper_gain_pct)
+    assert ch03.gain_table(table[table.method == "vanilla"]).empty  # nothing to compare
+
+
+def test_paper_gnn_gains_average_the_papers_four_datasets():
+    gains = ch03.paper_gnn_gains()
+    assert list(gains.index) == list(ch03.GNN_ARCHS)
+    assert set(gains.columns) == set(ch03.PAPER_GNN_TABLE) | {"mean", "std"}
+    pubmed = ch03.PAPER_GNN_TABLE["pubmed"]["GCN-2"]
+    assert gains.loc["GCN-2", "pubmed"] == pytest.approx(100 * (12.02 - 11.92) / 12.02)
+    assert gains.loc["GCN-2", "pubmed"] == pytest.approx(ch03.relative_gain(pubmed["vanilla"][0], pubmed["nsr"][0]))
+    assert gains.loc["GCN-2", "mean"] == pytest.approx(statistics.mean(
+        gains.loc["GCN-2", list(ch03.PAPER_GNN_TABLE)]))
+
+
+def test_phrases_for_the_page():
+    assert ch03.and_join(["a", "b", "c"]) == "a, b and c" and ch03.and_join([], empty="no layer") == "no layer"
+    assert ch03.change_phrase(1.0, 1.0) == "the same"
+    assert ch03.change_phrase(0.5, 1.0) == "2.0 times lower" and ch03.change_phrase(0.6, 1.0) == "40 % lower"
+    assert ch03.change_phrase(2.0, 1.0) == "2.0 times higher"
+    with pytest.raises(ValueError):
+        ch03.change_phrase(0.0, 1.0)
+
+
+BENCH_OUTPUT = """torch 2.1, 2 threads, CPU
+MLP-4, NSR on the logits (m=5)     plain   0.709 ms | NeuronSteadiness   0.839 ms, ratio 1.183,  +130 us | FIFO   0.840 ms, ratio 1.185
+SmallCNN, NSR on fc2 (m=1)         plain  23.077 ms | NeuronSteadiness  21.824 ms, ratio 0.946, -1253 us | FIFO  21.610 ms, ratio 0.936
+MLP-4, NSR on the logits (m=5)     plain   0.720 ms | NeuronSteadiness   0.861 ms, ratio 1.195,  +140 us | FIFO   0.857 ms, ratio 1.190
+MLP-4: median step-time ratio over 2 rounds: NeuronSteadiness 1.189, FIFO 1.188
+"""
+
+
+def test_parse_benchmark_reads_the_per_round_lines_and_summarizes_them():
+    timings = ch03.parse_benchmark(BENCH_OUTPUT)
+    assert timings.attrs["threads"] == 2 and len(timings) == 3
+    assert list(timings["round"]) == [1, 1, 2]
+    cnn = timings.iloc[1]
+    assert (cnn.case, cnn.plain_ms, cnn.nsr_ratio, cnn.extra_us, cnn.fifo_ms) == (
+        "SmallCNN, NSR on fc2 (m=1)", 23.077, 0.946, -1253.0, 21.61)
+    summary = ch03.benchmark_summary(timings).loc["MLP-4, NSR on the logits (m=5)"]
+    assert summary.rounds == 2 and summary.nsr_ratio == pytest.approx((1.183 + 1.195) / 2)
+    assert (summary.nsr_ratio_min, summary.nsr_ratio_max, summary.fifo_ratio_max) == (1.183, 1.195, 1.190)
+    with pytest.raises(ValueError, match="bench_nsr"):
+        ch03.parse_benchmark("nothing here")
+
+
+def test_parse_benchmark_reads_what_the_benchmark_script_prints():
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_nsr.py"
+    out = subprocess.run([sys.executable, str(script), "--rounds", "1", "--repeats", "2"], capture_output=True,
+                         text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout
+    timings = ch03.parse_benchmark(out)
+    assert len(timings) == 3 and timings.attrs["threads"] == 1  # MLP-4 m = 5 and 50, SmallCNN
+    assert timings["case"].str.startswith(("MLP-4", "SmallCNN")).all() and (timings["plain_ms"] > 0).all()

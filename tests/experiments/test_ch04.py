@@ -228,3 +228,74 @@ def test_stored_runs_are_read_back_without_training(monkeypatch, tmp_path):
     _, run = ch04.setup("quick", 0, tmp_path)
     table = ch04.run_experiment("fashion", run)
     assert len(table) == 9 and set(table["width"]) == {20, 50, 100, 200}
+
+
+# ---------------------------------------------------------------------------------- the page's frames
+def grid_table_by_hand():
+    """Two networks, two seeds each: 2 × 4 (perplexity hardly falls) and 3 × 4 (it falls by half)."""
+    def run(depth, seed, perplexity, combined, error, epochs):
+        layers = range(depth)
+        return {"dataset": "toy", "depth": depth, "width": 4, "seed": seed, "max_epochs": 10,
+                "test_error": error, "epochs_trained": epochs, "perplexity": perplexity,
+                "layer_accuracy.combined": combined, "layer_accuracy.discrete": [a - 0.1 for a in combined],
+                "layer_accuracy.continuous": combined, "node_accuracy_combined": [0.2 for _ in layers]}
+    return pd.DataFrame([
+        run(2, 0, [100.0, 98.0], [0.80, 0.90], 9.0, 10), run(2, 1, [100.0, 96.0], [0.80, 0.92], 11.0, 7),
+        run(3, 0, [100.0, 80.0, 50.0], [0.85, 0.88, 0.90], 12.0, 5),
+        run(3, 1, [100.0, 70.0, 40.0], [0.85, 0.86, 0.70], 10.0, 6),
+    ])
+
+
+def test_layer_frame_has_one_row_per_network_and_layer_with_seed_statistics():
+    frame = ch04.layer_frame(grid_table_by_hand())
+    assert len(frame) == 2 + 3 and frame["n"].eq(2).all()
+    row = frame[(frame["network"] == "3 × 4") & (frame["layer"] == 3)].iloc[0]
+    assert row["perplexity"] == pytest.approx(45.0) and row["perplexity_std"] == pytest.approx(np.std([50, 40], ddof=1))
+    assert row["accuracy_combined"] == pytest.approx(80.0) and row["accuracy_discrete"] == pytest.approx(70.0)
+    single = ch04.layer_frame(stored_table())
+    assert len(single) == sum(c["depth"] for c in ch04.experiment_grid("fashion", "quick"))
+    assert single["perplexity_std"].isna().all()  # one seed: no spread
+
+
+def test_network_frame_of_the_stored_runs_matches_their_records():
+    records = {(r["config"]["depth"], r["config"]["width"]): r for r in RunStore(STORED).records()}
+    frame = ch04.network_frame(stored_table()).set_index("network")
+    for (depth, width), record in records.items():
+        row, result = frame.loc[f"{depth} × {width}"], record["result"]
+        assert row["perplexity_last"] == pytest.approx(result["perplexity"][-1])
+        assert row["layer_first"] == pytest.approx(100 * result["layer_accuracy"]["combined"][0])
+        assert row["accuracy"] == pytest.approx(100 - result["test_error"])
+        assert row["capped"] == int(result["epochs_trained"] >= record["config"]["max_epochs"])
+    by_hand = ch04.network_frame(grid_table_by_hand()).set_index("network")
+    assert by_hand.loc["2 × 4", "test_error_std"] == pytest.approx(np.std([9.0, 11.0], ddof=1))
+    assert by_hand.loc["2 × 4", "gain"] == pytest.approx(11.0) and by_hand.loc["2 × 4", "capped"] == 1
+
+
+def test_reproduction_summary_computes_each_verdict_by_its_criterion():
+    summary = ch04.reproduction_summary([grid_table_by_hand()], noise_table_by_hand(), path_gap=1e-3)
+    assert list(summary.columns) == ["key", "claim", "paper", "data", "seeds", "ours", "verdict", "hits", "total"]
+    assert list(summary["key"]) == ["perplexity", "build-up", "nodes", "paths", "error", "clean-first",
+                                    "memorized-late", "quarantine"]
+    verdict = summary.set_index("key")["verdict"]
+    # perplexity: 2 × 4 falls by 3 % (not more than a tenth), 3 × 4 by 55 %: one of two
+    assert verdict["perplexity"] == "partly" and summary.set_index("key").loc["perplexity", "hits"] == 1
+    # layer classifiers: 2 × 4 rises from 80 to 91 %, 3 × 4 falls from 85 to 80 % (mean of its seeds)
+    assert verdict["build-up"] == "partly"
+    # nodes: 2 × 4 ends at 91 % vs a network at 90 %; 3 × 4 at 80 % vs 89 %: one of two within 2 points
+    assert verdict["nodes"] == "partly"
+    assert verdict["paths"] == "does not reproduce" and verdict["error"] == "not compared"
+    assert pd.isna(summary.set_index("key").loc["error", "total"])
+    assert (verdict[["clean-first", "memorized-late", "quarantine"]] == "reproduces").all()
+    assert summary.set_index("key").loc["perplexity", "seeds"] == "2 seeds"
+    exact = ch04.reproduction_summary(path_gap=1e-17)
+    assert list(exact["verdict"]) == ["reproduces"] and len(exact) == 1
+    assert set(summary["verdict"]) <= set(ch04.VERDICTS)
+
+
+def test_reproduction_summary_of_the_stored_runs_counts_the_networks():
+    summary = ch04.reproduction_summary([stored_table()]).set_index("key")
+    nets = ch04.network_frame(stored_table())
+    deep = nets[nets["depth"] >= 2]
+    assert summary.loc["build-up", "hits"] == int((deep["layer_last"] > deep["layer_first"]).sum())
+    assert summary.loc["build-up", "total"] == len(deep) and summary.loc["perplexity", "seeds"] == "1 seed"
+    assert summary.loc["perplexity", "data"].startswith("fashion-mnist")

@@ -104,8 +104,8 @@ def test_every_full_profile_experiment_runs_end_to_end_in_smoke_mode(name, isola
     stored_before = _stored_files()
     tables = cli.main([name, "--profile", "full", "--runs", str(runs), "--smoke"])
     out = capsys.readouterr().out
-    header = out.splitlines()[0]
-    assert header.startswith(f"neuronlab {name} | profile: full (smoke") and "tiny generated files" in header
+    header = out.splitlines()[:3]
+    assert header[0].startswith(f"neuronlab {name} | profile: full (smoke") and "tiny generated files" in header[1]
     assert set(tables) == set(module.EXPERIMENTS)
     for experiment, table in tables.items():
         configs = smoke.smoke_grid(module.experiment_grid(experiment, "full"))
