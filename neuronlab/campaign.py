@@ -51,6 +51,8 @@ The paper's experiments (Tables 1 and 2, Fashion-MNIST, a small CNN) are in
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -62,6 +64,7 @@ from torch import nn
 
 from .classwise import check_labels, class_means, class_moments
 from .init import fan_in_out, weight_layers
+from .models import weights_restored_on_error
 from .probe import forward_call_order
 
 __all__ = [
@@ -81,6 +84,32 @@ __all__ = [
 MODES = ("ibci", "tie", "iim", "random")
 #: Candidate distributions, Xavier-normal and He-normal.
 BASES = ("xavier", "he")
+
+
+def _integer(name: str, value, minimum: Optional[int] = None) -> int:
+    """``value`` as an ``int`` >= ``minimum`` (Python/NumPy integers, 0-d integer tensors; not bools)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got the bool {value}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})") from None
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def _finite(name: str, value) -> float:
+    """``value`` as a finite ``float`` (a Python or NumPy real number or a one-element real tensor; not a
+    bool)."""
+    if (isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype != torch.bool
+            and not value.dtype.is_complex):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    return float(value)
 
 
 # ----------------------------------------------------------------------------------------------- scores
@@ -261,9 +290,15 @@ def select_neurons(candidates: torch.Tensor, scores: torch.Tensor, k: int, *,
             Directions are orthonormal within a group, not across groups.
         tol: relative residual below which a candidate counts as spanned.
 
+    Integer candidates are accepted (the arithmetic is in float64): their directions come back in the
+    default floating dtype; floating candidates keep their dtype.
+
     Raises:
+        TypeError: candidates or scores that are not tensors, boolean or complex candidates, complex
+            scores, a ``k`` that is not an integer.
         ValueError: ``k`` larger than the number of candidates or below 1, mismatched shapes, negative or
-            non-finite scores, a zero candidate.
+            non-finite scores or candidates, a zero candidate, ``tol`` outside ``[0, 1)``, non-integer
+            groups.
 
     Example:
         Three candidates in the plane; the best score is elected first, then the candidate whose score
@@ -278,11 +313,22 @@ def select_neurons(candidates: torch.Tensor, scores: torch.Tensor, k: int, *,
         >>> select_neurons(w, torch.ones(3), 3).rounds  # 3 picks in 2-D: a second round
         tensor([0, 0, 1])
     """
+    if not isinstance(candidates, torch.Tensor) or not isinstance(scores, torch.Tensor):
+        wrong = type(candidates if not isinstance(candidates, torch.Tensor) else scores).__name__
+        raise TypeError(f"candidates and scores must be tensors, got a {wrong}: wrap it in torch.tensor(...)")
+    if candidates.dtype == torch.bool or candidates.dtype.is_complex:
+        raise TypeError(f"candidates must be real weight vectors, got dtype {candidates.dtype}")
+    if scores.dtype.is_complex:
+        raise TypeError(f"scores must be real numbers, got dtype {scores.dtype}")
     if candidates.dim() != 2:
         raise ValueError(f"candidates must be [C, d] (one row per neuron), got shape {tuple(candidates.shape)}")
     n_candidates = candidates.shape[0]
     if scores.shape != (n_candidates,):
         raise ValueError(f"scores must have shape [{n_candidates}] (one per candidate), got {tuple(scores.shape)}")
+    k = _integer("k (the number of neurons to elect)", k)
+    tol = _finite("tol", tol)
+    if not 0.0 <= tol < 1.0:
+        raise ValueError(f"tol must lie in [0, 1) (a fraction of a candidate's norm), got {tol}")
     if not 1 <= k <= n_candidates:
         raise ValueError(f"cannot elect k={k} neurons from {n_candidates} candidates: k must lie in 1..{n_candidates}"
                          " (draw more candidates: raise the candidate ratio)")
@@ -298,13 +344,20 @@ def select_neurons(candidates: torch.Tensor, scores: torch.Tensor, k: int, *,
     if groups is None:
         group_ids = torch.zeros(n_candidates, dtype=torch.long)
     else:
+        if not isinstance(groups, torch.Tensor):
+            raise TypeError(f"groups must be a tensor of integer group ids, got {type(groups).__name__}")
         if groups.shape != (n_candidates,):
             raise ValueError(f"groups must have shape [{n_candidates}], got {tuple(groups.shape)}")
+        if groups.dtype.is_floating_point or groups.dtype.is_complex:
+            raise ValueError(f"groups must be integer group ids, got dtype {groups.dtype} (a float would be "
+                             "truncated): pass e.g. best_class_groups(...) or groups.long()")
         group_ids = groups.detach().long().cpu()
     labels = torch.unique(group_ids).tolist()
     members = [torch.nonzero(group_ids == g).flatten() for g in labels]
     slots = _split_slots([len(m) for m in members], k)
 
+    # unit vectors need a floating dtype: integer candidates give directions of the default dtype
+    out_dtype = candidates.dtype if candidates.dtype.is_floating_point else torch.get_default_dtype()
     indices, directions, ratios, rounds, gids = [], [], [], [], []
     for g, idx, n_slots in zip(labels, members, slots):
         if n_slots == 0:
@@ -317,7 +370,7 @@ def select_neurons(candidates: torch.Tensor, scores: torch.Tensor, k: int, *,
         rounds += rnd
         gids += [g] * n_slots
     return Election(indices=torch.tensor(indices, dtype=torch.long),
-                    directions=torch.stack(directions).to(candidates.dtype),
+                    directions=torch.stack(directions).to(out_dtype),
                     residual_ratio=torch.tensor(ratios, dtype=torch.float64),
                     rounds=torch.tensor(rounds, dtype=torch.long), groups=torch.tensor(gids, dtype=torch.long))
 
@@ -460,6 +513,15 @@ def campaign_(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, base: str =
         generator: for the candidates (and the random scores); pass a seeded one for reproducibility.
         return_report: also return ``{layer name: LayerCampaign}``.
 
+    **Checks.** Before any weight changes: the options (finite ``candidate_ratio`` >= 1, integer
+    ``max_candidates`` and ``batch_size`` >= 1, ``alphas`` finite in ``[0, 1]``, one per layer), ``x``
+    (a tensor without NaN/inf), ``y`` (:func:`neuronlab.classwise.check_labels`: one integer label per
+    sample, any integer dtype, in ``0..K-1``, every class present, at least 2 classes for ``"ibci"``
+    and ``"tie"``), the layer names and kinds, and one dry forward pass of two samples (data that does
+    not fit the model raises ``ValueError``). Whatever fails after that (e.g. a ``response_fn`` that
+    returns NaN, a layer fed inputs it cannot score) restores every weight to what it was before the
+    call; the train/eval mode is restored too.
+
     Example:
         >>> import torch
         >>> from torch import nn
@@ -479,19 +541,49 @@ def campaign_(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, base: str =
         raise ValueError(f"unknown campaign mode {mode!r}; choose one of {MODES}")
     if combine not in ("orthogonal", "candidates"):
         raise ValueError(f"combine must be 'orthogonal' or 'candidates', got {combine!r}")
+    _finite("candidate_ratio", candidate_ratio)
+    _integer("max_candidates", max_candidates)
     if candidate_ratio < 1 or max_candidates < 1:
         raise ValueError(f"candidate_ratio must be >= 1 and max_candidates >= 1, got {candidate_ratio}, {max_candidates}")
+    _integer("batch_size", batch_size, 1)
+    if response_fn is not None and not callable(response_fn):
+        raise TypeError(f"response_fn must be a function of the responses (e.g. torch.relu), got "
+                        f"{type(response_fn).__name__}")
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a tensor of inputs, got {type(x).__name__}")
+    if x.dim() == 0:
+        raise ValueError("x must be a batch of inputs [N, ...], got a 0-d tensor (a single number)")
     if not torch.isfinite(x).all():
         raise ValueError("x contains NaN or inf: clean or standardize the data first")
+    if num_classes is not None and not (isinstance(num_classes, numbers.Real) and not isinstance(num_classes, bool)
+                                        and float(num_classes).is_integer()):
+        raise TypeError(f"num_classes must be an integer, got {num_classes!r}")
     y, num_classes = check_labels(y, x.shape[0], num_classes, every_class=True)
 
     all_layers = dict(weight_layers(model))
-    chosen = list(all_layers) if layers is None else list(layers)
+    chosen = list(all_layers) if layers is None else ([layers] if isinstance(layers, str) else list(layers))
     unknown = [n for n in chosen if n not in all_layers]
     if unknown:
         raise ValueError(f"campaign_: unknown layer(s) {unknown}; weight layers are {list(all_layers)}")
+    for name in chosen:
+        layer = all_layers[name]
+        if not isinstance(layer, nn.Linear) and (layer.groups != 1 or layer.padding_mode != "zeros"):
+            raise ValueError(f"campaign_ handles convolutions with groups=1 and zero padding only; layer {name!r} "
+                             f"has groups={layer.groups}, padding_mode={layer.padding_mode!r}: leave it out "
+                             "with layers=[...]")
+    if getattr(alphas, "ndim", None) == 0:  # a 0-d tensor or array: one number
+        alphas = alphas.item()
+    if alphas is not None:
+        if isinstance(alphas, numbers.Real) and not isinstance(alphas, bool):
+            checked = [alphas]
+        elif isinstance(alphas, (str, bytes, bool)) or not isinstance(alphas, Iterable):
+            raise TypeError(f"alphas must be a number in [0, 1] or one per layer, got {alphas!r}")
+        else:
+            alphas = list(alphas)
+            checked = alphas
+        for a in checked:
+            if not 0.0 <= _finite("each alpha", a) <= 1.0:
+                raise ValueError(f"alphas must lie in [0, 1] (the weight of the input term), got {a}")
     param = next(model.parameters())
     device = param.device
     x = x.to(device)
@@ -499,51 +591,60 @@ def campaign_(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, base: str =
     model.eval()
     try:
         order = forward_call_order(model, x[:2], [(n, all_layers[n]) for n in chosen])
-    except RuntimeError as err:
+    except (RuntimeError, TypeError, ValueError) as err:
         model.train(was_training)
-        raise ValueError(f"campaign_: the data (shape {tuple(x.shape)}) does not fit the model: {err}") from err
+        raise ValueError(f"campaign_: the data (shape {tuple(x.shape)}, dtype {x.dtype}) does not fit the model: "
+                         f"{err}. Pass x as the model takes it; no weight was changed.") from err
+    if num_classes < 2 and mode in ("ibci", "tie"):
+        model.train(was_training)
+        raise ValueError("the labels hold a single class, so the target information I(Z;Y) is undefined: pass "
+                         "labels of at least 2 classes, or use mode='iim' or 'random', which do not score "
+                         "against the classes")
     if alphas is None:
         alpha_list = default_alphas(len(order))
-    elif isinstance(alphas, (int, float)):
+    elif isinstance(alphas, numbers.Real):
         alpha_list = [float(alphas)] * len(order)
     else:
         alpha_list = [float(a) for a in alphas]
         if len(alpha_list) != len(order):
+            model.train(was_training)
             raise ValueError(f"alphas has {len(alpha_list)} entries but {len(order)} layers are initialized "
                              f"({order}); give one alpha per layer or a single number")
 
     report: Dict[str, LayerCampaign] = {}
     try:
-        for name, alpha in zip(order, alpha_list):
-            start = time.perf_counter()
-            layer = all_layers[name]
-            weight = layer.weight
-            k = weight.shape[0]
-            fan_in, fan_out = fan_in_out(weight)
-            std = math.sqrt(2.0 / (fan_in + fan_out)) if base == "xavier" else math.sqrt(2.0 / fan_in)
-            n_candidates = max(k, min(math.ceil(candidate_ratio * k), max_candidates))
-            candidates = torch.randn((n_candidates, *weight.shape[1:]), generator=generator) * std
-            candidates = candidates.to(device=device, dtype=weight.dtype)
+        # a failure half-way leaves every weight as it was
+        with weights_restored_on_error({name: all_layers[name] for name in order}):
+            for name, alpha in zip(order, alpha_list):
+                start = time.perf_counter()
+                layer = all_layers[name]
+                weight = layer.weight
+                k = weight.shape[0]
+                fan_in, fan_out = fan_in_out(weight)
+                std = math.sqrt(2.0 / (fan_in + fan_out)) if base == "xavier" else math.sqrt(2.0 / fan_in)
+                n_candidates = max(k, min(math.ceil(candidate_ratio * k), max_candidates))
+                candidates = torch.randn((n_candidates, *weight.shape[1:]), generator=generator) * std
+                candidates = candidates.to(device=device, dtype=weight.dtype)
 
-            inputs = _layer_inputs(model, layer, x, batch_size)
-            responses = _candidate_responses(layer, inputs, candidates, response_fn, batch_size)
-            info = {key: v.cpu() for key, v in information_scores(responses, y, num_classes).items()}
-            scores = campaign_scores(info, alpha, mode, generator=generator)
-            groups = best_class_groups(responses, y, num_classes) if grouped else None
-            flat = candidates.flatten(1)
-            election = select_neurons(flat, scores.to(device), k, groups=groups)
-            if combine == "orthogonal":
-                rows = election.directions.to(device) * flat[election.indices.to(device)].norm(dim=1, keepdim=True)
-            else:
-                rows = flat[election.indices.to(device)]
-            weight.copy_(rows.reshape(weight.shape))
-            if getattr(layer, "bias", None) is not None:
-                layer.bias.zero_()
-            if return_report:
-                report[name] = LayerCampaign(name=name, alpha=alpha if mode == "ibci" else
-                                             {"tie": 0.0, "iim": 1.0, "random": float("nan")}[mode],
-                                             candidates=candidates.cpu(), info=info, scores=scores.float(),
-                                             election=election, seconds=time.perf_counter() - start)
+                inputs = _layer_inputs(model, layer, x, batch_size)
+                responses = _candidate_responses(layer, inputs, candidates, response_fn, batch_size)
+                info = {key: v.cpu() for key, v in information_scores(responses, y, num_classes).items()}
+                scores = campaign_scores(info, alpha, mode, generator=generator)
+                groups = best_class_groups(responses, y, num_classes) if grouped else None
+                flat = candidates.flatten(1)
+                election = select_neurons(flat, scores.to(device), k, groups=groups)
+                if combine == "orthogonal":
+                    rows = election.directions.to(device) * flat[election.indices.to(device)].norm(dim=1, keepdim=True)
+                else:
+                    rows = flat[election.indices.to(device)]
+                weight.copy_(rows.reshape(weight.shape))
+                if getattr(layer, "bias", None) is not None:
+                    layer.bias.zero_()
+                if return_report:
+                    report[name] = LayerCampaign(name=name, alpha=alpha if mode == "ibci" else
+                                                 {"tie": 0.0, "iim": 1.0, "random": float("nan")}[mode],
+                                                 candidates=candidates.cpu(), info=info, scores=scores.float(),
+                                                 election=election, seconds=time.perf_counter() - start)
     finally:
         model.train(was_training)
     return (model, report) if return_report else model

@@ -41,12 +41,17 @@ __all__ = [
 Labels = Union[torch.Tensor, np.ndarray]
 
 
+#: Unsigned integer dtypes wider than uint8, which torch stores but cannot reduce (min/max).
+_WIDE_UNSIGNED = tuple(getattr(torch, name) for name in ("uint16", "uint32", "uint64") if hasattr(torch, name))
+
+
 def check_labels(labels: Labels, n: int, num_classes: Optional[int] = None, *, every_class: bool = False
                  ) -> Tuple[torch.Tensor, int]:
     """Check class labels and return them as a ``long`` tensor with the number of classes.
 
     Args:
-        labels: ``[n]`` class indices, a tensor or a NumPy array of integers.
+        labels: ``[n]`` class indices, a tensor or a NumPy array of integers (any integer dtype, also
+            unsigned ones, which are converted).
         n: the number of samples the labels belong to.
         num_classes: :math:`K`; ``None`` takes ``labels.max() + 1`` (then the labels must not be empty).
         every_class: every class ``0 .. K-1`` must occur (methods that divide by class counts need it).
@@ -79,6 +84,11 @@ def check_labels(labels: Labels, n: int, num_classes: Optional[int] = None, *, e
         raise ValueError(f"labels must have shape [{n}] (one class index per sample), got {tuple(labels.shape)}")
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    if labels.dtype in _WIDE_UNSIGNED:  # valid indices, but torch has no min/max for them: take them as int64
+        wide = labels.dtype
+        labels = labels.long()
+        if wide == torch.uint64 and labels.numel() and bool((labels < 0).any()):  # wrapped around
+            raise ValueError("labels hold values of 2**63 or more (uint64): they cannot be class indices")
     if n == 0 and (num_classes is None or every_class):
         raise ValueError("no samples: the statistics need at least one labelled sample")
     if num_classes is not None and num_classes < 1:

@@ -26,6 +26,8 @@ chapter's experiments (the depth and width grids, label noise) are in
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -402,12 +404,33 @@ def _relu_mlp_weights(model: nn.Module) -> List[nn.Linear]:
     return linears
 
 
+def _check_path_inputs(linears: List[nn.Linear], x: torch.Tensor, need_samples: bool) -> None:
+    """The batch of the path view: a real tensor ``[N, ...]`` whose flattened rows fit the first layer."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a tensor of inputs, got {type(x).__name__}")
+    if x.dim() < 2:
+        raise ValueError(f"x must be a batch [N, features] (or [N, ...], flattened), got shape {tuple(x.shape)}: "
+                         "a single sample needs x[None]")
+    if x.dtype.is_complex:
+        raise TypeError(f"x must hold real numbers, got dtype {x.dtype}")
+    features = math.prod(x.shape[1:])
+    if features != linears[0].in_features:
+        raise ValueError(f"x has {features} features per sample (shape {tuple(x.shape)}) but the first layer takes "
+                         f"{linears[0].in_features}: pass inputs of the model's size")
+    if need_samples and x.shape[0] == 0:
+        raise ValueError("x holds no sample: the update is a mean over the batch, pass at least one sample")
+    if x.dtype.is_floating_point and not torch.isfinite(x).all():
+        raise ValueError("x contains NaN or inf: the on/off pattern of a NaN is undefined; clean the data first")
+
+
 def count_active_paths(model: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
     """Per layer ``i``, an ``[N, n_i]`` tensor: how many paths from node ``j`` of layer ``i`` to an output node
     are active for each sample (every hidden node on the path is on). Output nodes have one path each; a
     hidden node that is off has none, one that is on has as many as all nodes of the next layer together.
-    ``x`` is sent to the model's device, where the counts are returned."""
+    ``x`` is sent to the model's device, where the counts are returned. ``x`` is checked first: a real
+    tensor ``[N, ...]`` without NaN/inf whose flattened rows have the first layer's size."""
     linears = _relu_mlp_weights(model)
+    _check_path_inputs(linears, x, need_samples=False)
     device = linears[0].weight.device
     with torch.no_grad():
         a, ons = x.flatten(1).to(device), []
@@ -421,8 +444,8 @@ def count_active_paths(model: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
     return counts
 
 
-def path_sum_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float = 1.0
-                       ) -> List[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+def path_sum_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float = 1.0, *,
+                       max_paths: int = 1_000_000) -> List[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
     r"""SGD updates :math:`(\Delta W_i, \Delta b_i)` of every layer of a ReLU MLP, as sums over paths.
 
     For a network :math:`z_g = W_g a_{g-1} + b_g`, :math:`a_g = \mathrm{ReLU}(z_g) = z_g T(z_g)` with
@@ -440,8 +463,33 @@ def path_sum_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: f
     gradient of the *mean* cross-entropy). The bias update is the same sum with :math:`a_{i-1,k} = 1`.
     The result equals ``-lr * grad`` from autograd: the test suite and the chapter check this. ``x`` and
     ``y`` are sent to the model's device, where the updates are returned (as autograd's gradients are).
+
+    **Size guard.** Layer :math:`i` has :math:`\prod_{g \ge i} n_g` paths to the output (:math:`n_g` the
+    width of layer :math:`g`), and each costs an index row plus two float64 numbers per sample, so the
+    function first counts :math:`\sum_i \prod_{g \ge i} n_g` and refuses (``ValueError``, saying the
+    count and the limit) above ``max_paths`` (default one million, which takes a few times
+    :math:`8N` MB for a batch of :math:`N`). A 4-5-4-3 network has 60 + 12 + 3 = 75 paths; an
+    MLP 784-100-100-10 has :math:`10^5 + 10^3 + 10`. Raise ``max_paths`` only with the memory for it.
+
+    **Checks.** Also before any work: ``x`` is a real tensor ``[N, ...]`` with ``N >= 1``, no NaN/inf and
+    the first layer's number of features (integer inputs are converted to float64, as everything here
+    is); ``y`` holds ``N`` integer labels (any integer dtype) in ``0..K-1`` for the ``K`` outputs
+    (:func:`neuronlab.classwise.check_labels`); ``lr`` is a finite number.
     """
     linears = _relu_mlp_weights(model)
+    _check_path_inputs(linears, x, need_samples=True)
+    y, _ = check_labels(y, x.shape[0], linears[-1].out_features)
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr):
+        raise ValueError(f"lr must be a finite number, got {lr!r}")
+    if isinstance(max_paths, bool) or not isinstance(max_paths, numbers.Integral) or max_paths < 1:
+        raise ValueError(f"max_paths must be a positive integer, got {max_paths!r}")
+    widths = [layer.out_features for layer in linears]
+    n_paths = sum(math.prod(widths[i:]) for i in range(len(widths)))
+    if n_paths > max_paths:
+        raise ValueError(f"path_sum_gradients would enumerate {n_paths:,} paths through the layers of widths "
+                         f"{widths}, more than max_paths={max_paths:,} (each path costs an index row and two "
+                         "float64 numbers per sample). The path view is meant for tiny networks: use "
+                         "autograd for this one, or raise max_paths if the memory is there.")
     device = linears[0].weight.device
     with torch.no_grad():
         a = [x.flatten(1).double().to(device)]
@@ -453,7 +501,7 @@ def path_sum_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: f
             zs.append(z)
             a.append(torch.relu(z))
         h = torch.softmax(zs[-1], dim=1)
-        target = F.one_hot(y.long().to(device), h.shape[1]).double()
+        target = F.one_hot(y.to(device), h.shape[1]).double()
         error = target - h  # (y - h) at the output, [B, n_N]
         n_layers = len(linears)
         sizes = [layer.out_features for layer in linears]

@@ -23,7 +23,8 @@ import math
 import re
 import warnings
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -39,6 +40,7 @@ __all__ = [
     "GCN",
     "GraphSAGE",
     "count_parameters",
+    "weights_restored_on_error",
     "build_model",
 ]
 
@@ -420,6 +422,40 @@ class GraphSAGE(_GraphNet):
     """
 
     conv_type = "sage"
+
+
+def _weight_and_bias(layer: nn.Module) -> List[torch.Tensor]:
+    return [t for t in (layer.weight, getattr(layer, "bias", None)) if t is not None]
+
+
+@contextmanager
+def weights_restored_on_error(layers: Mapping[str, nn.Module]) -> Iterator[None]:
+    """Undo every change to the ``weight`` and ``bias`` of ``layers`` if the block raises.
+
+    The in-place initializers (:func:`neuronlab.init.lsuv_`, :func:`neuronlab.campaign.campaign_`)
+    change a model layer after layer; a failure half-way must not leave a half-initialized model. The
+    error is re-raised unchanged.
+
+    >>> layer = nn.Linear(2, 2)
+    >>> before = layer.weight.detach().clone()
+    >>> try:
+    ...     with weights_restored_on_error({"fc": layer}), torch.no_grad():
+    ...         _ = layer.weight.fill_(7.0)
+    ...         raise RuntimeError("half-way")
+    ... except RuntimeError:
+    ...     pass
+    >>> torch.equal(layer.weight, before)
+    True
+    """
+    saved = {name: [t.detach().clone() for t in _weight_and_bias(layer)] for name, layer in layers.items()}
+    try:
+        yield
+    except BaseException:
+        with torch.no_grad():
+            for name, values in saved.items():
+                for target, value in zip(_weight_and_bias(layers[name]), values):
+                    target.copy_(value)
+        raise
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

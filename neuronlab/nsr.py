@@ -27,8 +27,11 @@ The paper's tables, the run protocol and the chapter's experiments are in
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -87,6 +90,57 @@ def pick_layer_by_variance(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n
     return max(scores, key=scores.get)
 
 
+def _count(name: str, value, minimum: int, what: str = "") -> int:
+    """``value`` as an ``int`` of at least ``minimum`` (Python or NumPy integers, 0-d integer tensors)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got the bool {value}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__}): pass e.g. "
+                        f"{name}={max(minimum, 1)}") from None
+    if number < minimum:
+        raise ValueError(f"{name} must be at least {minimum}{what}, got {number}")
+    return number
+
+
+def _layer_width(module: nn.Module) -> Optional[int]:
+    """The number of neurons of a weight layer's response (``None`` when only a forward pass can tell)."""
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return module.out_channels
+    return None
+
+
+def _check_lam(lam, where: str, width: Optional[int]) -> None:
+    """One layer's lambda: a finite number >= 0, or a tensor of them of shape [], [1] or [neurons]."""
+    if isinstance(lam, torch.Tensor):
+        if lam.dtype == torch.bool or lam.dtype.is_complex:
+            raise TypeError(f"lam{where} must hold real numbers, got a tensor of dtype {lam.dtype}")
+        shapes = {(), (1,)} | ({(width,)} if width is not None else set())
+        if lam.dim() > 1 or (width is not None and tuple(lam.shape) not in shapes):
+            expected = f"[{width}] (one per neuron), [1] or []" if width is not None else "[neurons] or []"
+            raise ValueError(f"lam{where} must have shape {expected}, got {tuple(lam.shape)}")
+        values = lam.detach()
+        if not torch.isfinite(values).all():
+            raise ValueError(f"lam{where} contains NaN or inf: give every neuron a finite lambda >= 0")
+        if (values < 0).any():
+            raise ValueError(f"lam{where} is negative for some neuron (min {values.min().item():g}): a negative "
+                             "lambda rewards variance instead of penalizing it; use lambda >= 0 (0 switches "
+                             "the term off)")
+        return
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real):
+        raise TypeError(f"lam{where} must be a number, a tensor with one lambda per neuron, or a dict "
+                        f"{{layer: lambda}}; got {type(lam).__name__}")
+    if not math.isfinite(lam):
+        raise ValueError(f"lam{where} must be a finite number >= 0, got {lam}: NSR's penalty would be NaN or "
+                         "inf at every step")
+    if lam < 0:
+        raise ValueError(f"lam{where} must be >= 0, got {lam}: a negative lambda rewards variance instead of "
+                         "penalizing it (0 switches the term off)")
+
+
 class NonFiniteResponseError(FloatingPointError, ValueError):
     """The NSR penalty became NaN or infinite: the responses diverged (a too large learning rate or lambda)
     or the data hold NaN. A ``FloatingPointError`` like :func:`neuronlab.train.fit`'s divergence error,
@@ -127,10 +181,12 @@ class NeuronSteadiness(RecordingTerm):
         layers: a layer name or module, a list of them, or ``"auto"``: the layer with the largest
             intra-class variance on ``warmup`` among ``auto_candidates`` (default: every ``nn.Linear`` and
             ``nn.Conv*`` layer).
-        num_classes: :math:`K`.
-        lam: :math:`\lambda`: a number, a ``[n]`` tensor (one per neuron), or ``{layer: number or tensor}``.
+        num_classes: :math:`K`, an integer of at least 2.
+        lam: :math:`\lambda \ge 0`: a number, a ``[n]`` tensor (one per neuron), or ``{layer: number or
+            tensor}`` with an entry for every regularized layer. ``0`` switches the term off; a negative,
+            NaN or infinite lambda is rejected (a negative one would reward variance).
         memory: :math:`m`, the number of recent mini-batches whose class means are used (official: 5 for
-            MLPs, 1 for CNNs).
+            MLPs, 1 for CNNs), an integer of at least 1.
         class_weights: ``"frequency"``, ``"uniform"`` (:math:`1/K_\text{batch}` over the classes in the
             batch) or a ``[K]`` tensor of fixed :math:`\alpha_j`.
         neuron_reduction: ``"mean"`` (official code) or ``"sum"`` (the paper's formula) over neurons.
@@ -146,6 +202,14 @@ class NeuronSteadiness(RecordingTerm):
 
     For graph networks pass the training mask (:func:`neuronlab.train.fit` does, through
     ``StepContext.mask``): only training nodes enter the statistics.
+
+    **What is checked.** The constructor checks every argument before it records anything: the counts
+    (``num_classes``, ``memory``) are integers in range, lambda and fixed class weights are finite and
+    non-negative, a ``lam`` dict names exactly the regularized layers, a per-neuron ``lam`` matches the
+    layer's width (for ``nn.Linear``/``nn.Conv*``; other layers at the first step), and unknown layer
+    names raise :class:`neuronlab.probe.LayerNotFoundError` listing the model's layers. :meth:`loss`
+    takes 1-D integer targets of any integer dtype (``int32``, ``uint8``: converted to ``long``) in
+    ``0..K-1``, and says whether a NaN/inf penalty comes from the responses or from an overflow.
 
     Example:
         An identity layer, so that its responses are the inputs: neuron 0 answers class 0 with 0 and 2
@@ -176,21 +240,31 @@ class NeuronSteadiness(RecordingTerm):
                  class_weights: Union[str, torch.Tensor] = "frequency", neuron_reduction: str = "mean",
                  conv: str = "positions", distributed: Optional[bool] = None, warmup=None,
                  auto_candidates: Optional[Sequence[str]] = None):
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-        if memory < 1:
-            raise ValueError(f"memory must be at least 1 mini-batch, got {memory}")
+        num_classes = _count("num_classes", num_classes, 2)
+        memory = _count("memory", memory, 1, " mini-batch (the number of recent batches whose class means are used)")
+        if not isinstance(lam, Mapping):
+            _check_lam(lam, "", None)
         if neuron_reduction not in ("mean", "sum"):
             raise ValueError(f"neuron_reduction must be 'mean' or 'sum', got {neuron_reduction!r}")
         if conv not in ("positions", "mean"):
             raise ValueError(f"conv must be 'positions' or 'mean', got {conv!r}")
         if isinstance(class_weights, str) and class_weights not in ("frequency", "uniform"):
             raise ValueError(f"class_weights must be 'frequency', 'uniform' or a tensor, got {class_weights!r}")
-        if isinstance(class_weights, torch.Tensor) and class_weights.shape != (num_classes,):
-            raise ValueError(f"class_weights must have shape [{num_classes}], got {tuple(class_weights.shape)}")
+        if isinstance(class_weights, torch.Tensor):
+            if class_weights.shape != (num_classes,):
+                raise ValueError(f"class_weights must have shape [{num_classes}], got {tuple(class_weights.shape)}")
+            if class_weights.dtype == torch.bool or class_weights.dtype.is_complex:
+                raise TypeError(f"class_weights must hold real numbers, got dtype {class_weights.dtype}")
+            if not torch.isfinite(class_weights).all() or (class_weights < 0).any():
+                raise ValueError(f"class_weights must be finite and >= 0, got {class_weights.tolist()}")
+        elif not isinstance(class_weights, str):
+            raise TypeError(f"class_weights must be 'frequency', 'uniform' or a [{num_classes}] tensor, got "
+                            f"{type(class_weights).__name__}")
         if isinstance(layers, str) and layers == "auto":
             if warmup is None:
                 raise ValueError("layers='auto' needs warmup=(x, y) to measure the intra-class variance")
+            if not isinstance(warmup, (tuple, list)) or len(warmup) != 2:
+                raise ValueError("warmup must be a pair (x, y) of inputs and labels for layers='auto'")
             candidates = auto_candidates or [n for n, m in model.named_modules()
                                              if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
             layers = pick_layer_by_variance(model, warmup[0], warmup[1], num_classes, candidates)
@@ -202,11 +276,19 @@ class NeuronSteadiness(RecordingTerm):
         self.neuron_reduction = neuron_reduction
         self.conv = conv
         self.distributed = distributed
-        self.lam = {name: (lam[name] if isinstance(lam, Mapping) else lam) for name in self.layers}
         if isinstance(lam, Mapping):
-            unknown = set(lam) - set(self.layers)
+            unknown = [key for key in lam if key not in self.layers]
             if unknown:
-                raise ValueError(f"lam has entries for layers that are not regularized: {sorted(unknown)}")
+                raise ValueError(f"lam has entries for layers that are not regularized: {sorted(map(str, unknown))};"
+                                 f" the regularized layers are {list(self.layers)}")
+            missing = [name for name in self.layers if name not in lam]
+            if missing:
+                raise ValueError(f"lam has no lambda for layer(s) {missing}: give one for every regularized layer "
+                                 f"{list(self.layers)} (or a single number for all)")
+        for name, module in self.layers.items():
+            _check_lam(lam[name] if isinstance(lam, Mapping) else lam,
+                       f"[{name!r}]" if isinstance(lam, Mapping) else f" (layer {name!r})", _layer_width(module))
+        self.lam = {name: (lam[name] if isinstance(lam, Mapping) else lam) for name in self.layers}
         self._recorder = ResponseRecorder(model, list(self.layers), detach=False)
         self._last: Optional[torch.Tensor] = None
         self.reset()
@@ -234,9 +316,26 @@ class NeuronSteadiness(RecordingTerm):
         if not self._recorder.active:
             raise RuntimeError("NeuronSteadiness records nothing outside its with-block: use "
                                "`with NeuronSteadiness(...) as nsr:` around training")
-        if targets.dim() != 1 or targets.dtype.is_floating_point or targets.dtype == torch.bool:
+        if not isinstance(targets, torch.Tensor):
+            if not (isinstance(targets, np.ndarray) and np.issubdtype(targets.dtype, np.integer)):
+                raise TypeError(f"targets must be a tensor of class indices, got {type(targets).__name__}")
+            targets = torch.from_numpy(np.ascontiguousarray(targets))
+        dtype = targets.dtype
+        if dtype is not torch.long and (dtype.is_floating_point or dtype.is_complex or dtype is torch.bool):
+            dtype = None
+        if targets.dim() != 1 or dtype is None:
             raise ValueError(f"targets must be a 1-D tensor of class indices, got shape {tuple(targets.shape)} "
-                             f"and dtype {targets.dtype}")
+                             f"and dtype {targets.dtype} (one-hot or soft labels: pass .argmax(1))")
+        if dtype is not torch.long:  # int32, uint8, ... are valid class indices: convert
+            targets = targets.long()
+        if mask is not None:
+            if not isinstance(mask, torch.Tensor) or mask.dim() != 1:
+                raise ValueError("mask must be a 1-D tensor: a boolean node mask or node indices")
+            if mask.dtype == torch.bool and mask.shape[0] != targets.shape[0]:
+                raise ValueError(f"the boolean mask has {mask.shape[0]} entries but there are {targets.shape[0]} "
+                                 "targets: pass one entry per node")
+            if mask.dtype != torch.bool and (mask.dtype.is_floating_point or mask.dtype.is_complex):
+                raise ValueError(f"mask must be boolean or integer node indices, got dtype {mask.dtype}")
         distributed = self._is_distributed()
         world = torch.distributed.get_world_size() if distributed else 1
         total = None
@@ -249,8 +348,7 @@ class NeuronSteadiness(RecordingTerm):
             value = value.clone()
             torch.distributed.all_reduce(value)
         if value.device.type == "cpu" and not math.isfinite(value.item()):  # NaN in a response reaches the penalty
-            raise NonFiniteResponseError(f"the NSR penalty is not finite: the responses of {list(self.layers)} "
-                                         "contain NaN or inf; lower the learning rate or lambda, or check the data")
+            raise NonFiniteResponseError(self._non_finite_message(value.item()))
         self._last = value
         return total * world if world > 1 else total
 
@@ -270,6 +368,10 @@ class NeuronSteadiness(RecordingTerm):
             else:
                 response, y = classwise.observations(response, y)
         x = response
+        lam = self.lam[name]
+        if isinstance(lam, torch.Tensor) and lam.dim() == 1 and lam.shape[0] not in (1, x.shape[1]):
+            raise ValueError(f"lam for layer {name!r} has {lam.shape[0]} entries but the layer has {x.shape[1]} "
+                             "neurons: give one lambda per neuron (or a single number)")
         if x.device.type != "cpu" and not self._checked:  # one_hot checks labels on the CPU only: check once
             classwise.check_labels(y, y.shape[0], self.num_classes)
             self._checked = True
@@ -291,7 +393,6 @@ class NeuronSteadiness(RecordingTerm):
             counts.copy_(stacked[:, -1])
         means = self._sums[name].sum(0) / self._counts[name].sum(0).clamp_min(1)[:, None]  # no graph: detached
         centre = means[y]
-        lam = self.lam[name]
         per_neuron = 1.0 / x.shape[1] if self.neuron_reduction == "mean" else 1.0
         # sigma_n = sum_j alpha_j / |B_j| * sum_{i in B_j} (x_in - mu_jn)^2, i.e. one weight per sample;
         # with frequency weights alpha_j / |B_j| = 1 / |B| for every sample.
@@ -320,8 +421,45 @@ class NeuronSteadiness(RecordingTerm):
             return None
         value = self._last.item()
         if not math.isfinite(value):
-            raise NonFiniteResponseError("the NSR penalty is not finite: the responses contain NaN or inf")
+            raise NonFiniteResponseError(self._non_finite_message(value))
         return value
+
+    def _non_finite_message(self, value: float) -> str:
+        """Why the penalty is ``value`` (NaN or inf): lambda is checked at construction, so either the
+        recorded responses hold NaN/inf, or they are finite and the penalty overflowed."""
+        bad = []
+        for name in self.layers:
+            try:
+                if not torch.isfinite(self._recorder[name].detach()).all():
+                    bad.append(name)
+            except (KeyError, RuntimeError):  # nothing recorded (any more): cannot tell
+                return (f"the NSR penalty is {value}: the responses of {list(self.layers)} contain NaN or inf, or "
+                        "the penalty overflowed; lower the learning rate or lambda, or check the data")
+        if not bad and self._is_distributed():
+            return (f"the NSR penalty is {value} but this rank's responses of {list(self.layers)} are finite: "
+                    "another rank's responses hold NaN or inf (lower the learning rate or check the data), or "
+                    f"lambda ({self._lam_summary()}) makes the penalty overflow")
+        if bad:
+            return (f"the NSR penalty is {value} because the responses of layer(s) {bad} contain NaN or inf: the "
+                    "model diverged (lower the learning rate) or the data hold NaN/inf (check the inputs)")
+        return (f"the NSR penalty is {value} although the responses of {list(self.layers)} are finite: the "
+                f"squared deviations times lambda ({self._lam_summary()}) overflowed {self._dtype_name()}; lower "
+                "lambda or the scale of the responses")
+
+    def _lam_summary(self) -> str:
+        parts = []
+        for name, lam in self.lam.items():
+            shown = f"max {lam.max().item():g}" if isinstance(lam, torch.Tensor) and lam.numel() else f"{lam}"
+            parts.append(f"{name}: {shown}")
+        return ", ".join(parts)
+
+    def _dtype_name(self) -> str:
+        for name in self.layers:
+            try:
+                return str(self._recorder[name].dtype).replace("torch.", "")
+            except (KeyError, RuntimeError):
+                continue
+        return "the response dtype"
 
     def __repr__(self) -> str:
         return (f"NeuronSteadiness(layers={list(self.layers)}, num_classes={self.num_classes}, memory={self.memory}, "

@@ -26,15 +26,51 @@ Reproducibility: ``fit`` seeds Python, NumPy and PyTorch with ``seed`` (:func:`n
 and shuffles epoch ``e`` with a generator seeded from ``(seed, e)``, so an interrupted run that is resumed
 from its checkpoint ends with exactly the weights and history of an uninterrupted one (on the CPU; on a
 GPU up to the nondeterminism of its kernels).
+
+What :func:`fit` checks before the first epoch (a mistake raises ``ValueError``/``TypeError`` saying what is
+wrong and what to do; neither the weights nor any file has been changed, though the model may have been
+moved to ``device``):
+
+* the data: its form, matching input/label counts, no NaN or infinite inputs;
+* dtypes: floating inputs are converted to the floating dtype of the model's parameters (float64 or float16
+  inputs of a float32 model become float32; values beyond that dtype's range are refused). Integer and
+  boolean *inputs* are passed as they are (an embedding layer takes them); a model that cannot take them
+  gets a ``TypeError`` saying to convert them (``x.float()``, and ``x.float() / 255`` for 8-bit images).
+  Integer and boolean *labels* of any width (int32, uint8, ...) are converted to int64;
+* with a class-index loss (the default cross-entropy, ``F.nll_loss`` or their modules): float labels holding
+  whole numbers are converted to int64; fractional, NaN or infinite labels are refused; one-hot labels
+  ``(N, classes)`` are refused ("use ``y.argmax(1)``"); float ``(N, classes)`` labels that are not one-hot
+  are class probabilities and go to the loss as they are;
+* the model against the data: it is run once, in eval mode without gradients, on two examples of each
+  split (the whole graph for graphs), before seeding, so the run is the same as without the check. Its
+  output must be logits ``(batch, classes)`` (class-index losses), and every label of every split must lie
+  in ``0 .. classes - 1``. If the model fails on the inputs, 1-D inputs ("pass ``x.reshape(-1, 1)``") and
+  integer inputs get their own message; any other error is the model's own, re-raised with a note giving
+  the shape and dtype it was fed. A model with uninitialized lazy layers is refused (run it once on a
+  batch first: their first forward pass draws their weights);
+* the checkpoint: its folder must be writable (or creatable), and the path must not be a folder.
+
+Checkpoints hold only tensors, numbers, strings and plain lists and dicts (state dicts, the RNG states as
+tensors, the history as a list of plain dicts), and are read with ``torch.load(weights_only=True)``: a file
+planted at the checkpoint path cannot run code. A file that cannot be read that way (an old checkpoint,
+written by neuronlab before checkpoint version 2, a truncated or foreign file, the checkpoint of another
+model) is refused with a message naming it, before anything is loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import json
 import math
 import os
+import pickle
 import random
+import re
+import threading
 import time
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +81,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from .config import get_device, seed_everything
 from .probe import is_graph
@@ -57,7 +94,14 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 #: Scheduler names :func:`fit` understands (or pass a callable ``optimizer -> scheduler``).
 SCHEDULERS = ("cosine",)
 _SPLITS = ("train", "val", "test")
-_CHECKPOINT_VERSION = 1
+#: Version 2 (neuronlab after issue 15): only tensors, numbers, strings and plain containers, read with
+#: ``torch.load(weights_only=True)``. Version 1 held NumPy arrays and was read with unsafe unpickling.
+_CHECKPOINT_VERSION = 2
+_CHECKPOINT_FORMAT = "neuronlab.train.fit checkpoint"
+_CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "history", "epoch", "stopped", "rng", "best_state",
+                    "settings")
+#: How labels and inputs of each split are named in messages.
+_SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 
 
 @dataclass
@@ -250,16 +294,102 @@ _DATA_FORMS = (
 
 
 def _as_tensor(value: Any, what: str) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
+    """``value`` as a tensor (a numpy array shares its memory; a reversed or otherwise negatively strided view
+    is copied); at least one dimension (one entry per example)."""
     if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
-    raise TypeError(f"{what} must be a torch.Tensor or a numpy array, got {type(value).__name__}. {_DATA_FORMS}")
+        if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_):
+            raise TypeError(f"{what} are a numpy array of dtype {value.dtype}, not numbers: convert them, e.g. "
+                            "np.asarray(x, dtype=np.float32) for inputs, np.asarray(y, dtype=np.int64) for labels")
+        try:
+            value = torch.from_numpy(value)
+        except ValueError:  # negative strides (x[::-1]): torch cannot share that memory
+            value = torch.from_numpy(np.ascontiguousarray(value))
+        except TypeError as err:
+            raise TypeError(f"{what} are a numpy array of dtype {value.dtype}, which torch cannot hold: convert "
+                            "them to float32 (inputs) or int64 (labels)") from err
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor or a numpy array, got {type(value).__name__}. {_DATA_FORMS}")
+    if value.dim() == 0:
+        raise ValueError(f"{what} are a single number (a 0-d tensor): pass one entry per example, shape (N, ...)")
+    return value
 
 
 def _check_inputs(x: torch.Tensor, what: str) -> None:
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"the {what} contain NaN or infinite values: clean or impute them before training")
+
+
+def _model_float_dtype(model: nn.Module) -> Optional[torch.dtype]:
+    """The floating dtype of the model's parameters, or ``None`` when it has none or several."""
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    return dtypes.pop() if len(dtypes) == 1 else None
+
+
+def _conform_inputs(x: torch.Tensor, what: str, dtype: Optional[torch.dtype]) -> torch.Tensor:
+    """Floating ``x`` in the model's floating ``dtype`` (unchanged, the same tensor, when it already is, when it
+    is not floating, or when ``dtype`` is ``None``). Values that overflow ``dtype`` are refused."""
+    if dtype is None or not x.is_floating_point() or x.dtype == dtype:
+        return x
+    converted = x.to(dtype)
+    if not bool(torch.isfinite(converted).all()):
+        raise ValueError(f"the {what} are {x.dtype} with values beyond the range of {dtype}, the dtype of the "
+                         f"model's weights (largest {torch.finfo(dtype).max:.3g}): rescale them (e.g. standardize "
+                         "them) before training")
+    return converted
+
+
+def _takes_class_indices(loss_fn: Optional[Callable]) -> bool:
+    """Whether ``loss_fn`` reads targets as class indices: ``fit``'s default cross-entropy, ``F.cross_entropy``,
+    ``F.nll_loss`` and their modules. Only then are labels checked and converted as class labels."""
+    return (loss_fn is None or loss_fn is F.cross_entropy or loss_fn is F.nll_loss
+            or isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)))
+
+
+def _widen_labels(y: torch.Tensor) -> torch.Tensor:
+    """Integer and boolean labels of any width (int8/16/32, uint8, bool) as int64: the same classes."""
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.int64:
+        return y
+    return y.long()
+
+
+def _is_one_hot(y: torch.Tensor) -> bool:
+    return y.dim() == 2 and bool(((y == 0) | (y == 1)).all()) and bool((y.sum(1) == 1).all())
+
+
+def _one_hot_error(y: torch.Tensor, what: str) -> ValueError:
+    kind = " (one-hot)" if _is_one_hot(y) else ""
+    return ValueError(f"the {what} labels have shape {tuple(y.shape)}{kind}: labels must be class indices, shape "
+                      f"({len(y)},), not one-hot; use y.argmax(1)")
+
+
+def _conform_labels(y: torch.Tensor, what: str, class_indices: bool) -> torch.Tensor:
+    """The labels as :func:`fit` uses them (see the module docstring): integers widened to int64; with a
+    class-index loss also whole-number float labels converted, and fractional, non-finite and one-hot labels
+    refused. Labels with three or more dimensions (dense targets) are left to the loss."""
+    y = _widen_labels(y)
+    if not class_indices or y.dim() >= 3:
+        return y
+    if y.dim() == 2:
+        if y.shape[1] == 1:
+            raise ValueError(f"the {what} labels have shape {tuple(y.shape)}: fit needs one class index per "
+                             f"example, shape ({len(y)},): pass y.squeeze(1)")
+        if not y.is_floating_point():
+            return y  # one class index per position (logits (N, classes, k)) or one-hot: _check_outputs decides
+        if not bool(torch.isfinite(y).all()):
+            raise ValueError(f"the {what} labels contain NaN or infinite values: fix or drop those examples")
+        if _is_one_hot(y):
+            raise _one_hot_error(y, what)
+        return y  # class probabilities (soft labels): the cross-entropy takes them as they are
+    if y.is_floating_point():
+        if not bool(torch.isfinite(y).all()):
+            raise ValueError(f"the {what} labels contain NaN or infinite values: fix or drop those examples")
+        fractional = y != torch.round(y)
+        if bool(fractional.any()):
+            raise ValueError(f"the {what} labels are {y.dtype} with values that are not whole numbers (e.g. "
+                             f"{float(y[fractional][0]):g}): with the cross-entropy loss labels are class indices "
+                             "0 .. classes - 1. Pass integer class labels, or a loss_fn for other targets")
+        return y.long()
+    return y
 
 
 def _tensor_splits(data: Any) -> Dict[str, Optional[Tuple[torch.Tensor, torch.Tensor]]]:
@@ -351,9 +481,10 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 2000, *,
 
     The model's previous mode (train/eval) is restored afterwards. ``device`` is where the chunks are sent
     (default: the device of the model's parameters; the model itself is not moved). The logits are
-    returned on that device.
+    returned on that device. Floating inputs are converted to the floating dtype of the model's parameters
+    (as :func:`fit` does).
     """
-    x = _as_tensor(x, "x")
+    x = _conform_inputs(_as_tensor(x, "x"), "inputs", _model_float_dtype(model))
     target = torch.device(device) if device is not None else _model_device(model)
     was_training = model.training
     model.eval()
@@ -378,6 +509,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
              ) -> Tuple[float, float]:
     """Loss and accuracy of ``model`` on ``(x, y)``: eval mode, no gradients, the model's mode restored.
 
+    Integer and boolean labels of any width (int32, uint8, ...) are taken as int64; floating inputs are
+    converted to the floating dtype of the model's parameters (as :func:`fit` does).
+
     Returns:
         ``(loss, acc)``: ``loss_fn(logits, y)`` over the whole set (mean cross-entropy by default) and the
         fraction of correct ``argmax`` predictions (NaN when ``y`` are not class labels).
@@ -385,7 +519,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
     Raises:
         ValueError: empty or mismatched ``x``/``y``, or labels outside ``0 .. outputs - 1``.
     """
-    x, y = _as_tensor(x, "x"), _as_tensor(y, "y")
+    x, y = _as_tensor(x, "x"), _widen_labels(_as_tensor(y, "y"))
     if len(x) != len(y):
         raise ValueError(f"{len(x)} inputs but {len(y)} labels: they must match")
     if len(x) == 0:
@@ -483,13 +617,44 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 def _rng_state() -> Dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """The Python, NumPy and torch (CPU, CUDA) RNG states as tensors, numbers and plain containers only."""
+    key, mt, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    version, internal, gauss_next = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"key": str(key), "mt": torch.from_numpy(mt.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+             "python": {"version": int(version), "internal": [int(v) for v in internal], "gauss_next": gauss_next}}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
+def _parse_rng_state(state: Any) -> Dict[str, Any]:
+    """The RNG states of a checkpoint (see :func:`_rng_state`), checked on throwaway generators, in the form
+    :func:`_set_rng_state` applies. Raises ``ValueError``, ``TypeError`` or ``KeyError`` if they are damaged."""
+    torch_state = state["torch"]
+    if not isinstance(torch_state, torch.Tensor) or torch_state.dtype != torch.uint8 or \
+            torch_state.shape != torch.get_rng_state().shape:
+        raise ValueError("the torch RNG state is not a byte tensor of the right size")
+    n = state["numpy"]
+    mt = n["mt"]
+    if not isinstance(mt, torch.Tensor) or mt.shape != (624,) or bool(((mt < 0) | (mt >= 2**32)).any()):
+        raise ValueError("the NumPy RNG state is not 624 32-bit words")
+    numpy_state = (str(n["key"]), mt.numpy().astype(np.uint32), int(n["pos"]), int(n["has_gauss"]),
+                   float(n["cached_gaussian"]))
+    np.random.RandomState().set_state(numpy_state)
+    py = state["python"]
+    gauss_next = None if py["gauss_next"] is None else float(py["gauss_next"])
+    python_state = (int(py["version"]), tuple(int(v) for v in py["internal"]), gauss_next)
+    random.Random().setstate(python_state)
+    cuda = state.get("cuda")
+    if cuda is not None and not (isinstance(cuda, (list, tuple)) and all(isinstance(c, torch.Tensor) for c in cuda)):
+        raise ValueError("the CUDA RNG states are not a list of tensors")
+    return {"torch": torch_state, "numpy": numpy_state, "python": python_state, "cuda": cuda}
+
+
 def _set_rng_state(state: Mapping[str, Any]) -> None:
+    """Apply RNG states parsed by :func:`_parse_rng_state`."""
     torch.set_rng_state(state["torch"].cpu())
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
@@ -497,17 +662,122 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def _save_atomic(obj: Mapping[str, Any], path: Path) -> None:
-    """``torch.save`` to a temporary file next to ``path``, then rename: a killed process never leaves a
-    half-written checkpoint (the previous one stays)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _plain(value: Any, where: str) -> Any:
+    """``value`` built only of what ``torch.load(weights_only=True)`` reads back: ``None``, bool, int, float,
+    str, tensors (moved to the CPU), lists, tuples and dicts. NumPy scalars become Python numbers."""
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, np.generic):
+        return _plain(value.item(), where)
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    for kind in (bool, int, float, str):  # subclasses (IntEnum, ...) as the plain type
+        if isinstance(value, kind):
+            return kind(value)
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v, where) for v in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    if isinstance(value, Mapping):
+        out = {}
+        for key, v in value.items():
+            if type(key) not in (str, int):
+                raise TypeError(f"cannot write {where} into the checkpoint: a dict key of type {type(key).__name__}; "
+                                "use string keys")
+            out[key] = _plain(v, where)
+        return out
+    raise TypeError(f"cannot write {where} into the checkpoint: it holds a {type(value).__name__}. A checkpoint "
+                    "stores only numbers, strings, tensors, lists and dicts (so that loading it cannot run code): "
+                    "store a number or a string instead")
+
+
+def _plain_rows(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """The history rows as plain dicts (see :func:`_plain`); a callback's column of another type is named."""
+    return [{key: _plain(value, f"history column {key!r} (epoch {row.get('epoch')})") for key, value in row.items()}
+            for row in rows]
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable: ``fsync`` the folder itself (POSIX). Skipped where a folder
+    cannot be opened (not POSIX, e.g. Windows) or the file system does not sync folders."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
-        torch.save(dict(obj), tmp)
-        os.replace(tmp, path)
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF):
+            raise
     finally:
-        if tmp.exists():
+        os.close(fd)
+
+
+def _save_atomic(obj: Mapping[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary file next to ``path`` (a name unique to this call), ``fsync`` it, rename
+    it to ``path`` and ``fsync`` the folder: a killed process or a power cut never leaves a half-written
+    checkpoint (the previous one stays), and a written one survives."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            torch.save(dict(obj), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _checkpoint_path(checkpoint: Any) -> Path:
+    """``checkpoint`` as a path, refused at once when it is a folder or lies below a file."""
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a file path (str or pathlib.Path), got {type(checkpoint).__name__}")
+    path = Path(checkpoint)
+    if path.is_dir():
+        raise ValueError(f"the checkpoint path {path} is a folder: pass a file path, e.g. {path / 'run.pt'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"cannot write the checkpoint {path}: {parent} is a file, not a folder. Pass a "
+                                 "checkpoint path inside a folder")
+            break
+    return path
+
+
+def _check_writable(path: Path) -> None:
+    """Create and delete a probe file in the checkpoint's folder (or, if that does not exist yet, in its
+    nearest existing parent, where ``fit`` will create it): ``os.access`` is not trusted (it ignores
+    read-only mounts and ACLs)."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    probe = folder / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.probe"
+    try:
+        with open(probe, "xb"):
+            pass
+        probe.unlink()
+    except OSError as err:
+        where = f"the folder {folder}" + ("" if folder == path.parent else f" (where {path.parent} would be made)")
+        raise ValueError(f"cannot write the checkpoint {path}: {where} is not writable ({err.strerror or err}). "
+                         "Pass a checkpoint path in a writable folder, or checkpoint=None; nothing was trained") \
+            from err
+
+
+def _check_checkpointable(opt: torch.optim.Optimizer, sched: Any, path: Path) -> None:
+    """The optimizer and scheduler states must survive ``torch.load(weights_only=True)``: tried in memory
+    before the first epoch rather than found after it."""
+    buffer = io.BytesIO()
+    state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched is not None else None}
+    try:
+        torch.save(state, buffer)
+        buffer.seek(0)
+        torch.load(buffer, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise TypeError(f"cannot checkpoint this run to {path}: the state of the optimizer "
+                        f"({type(opt).__name__}) or scheduler ({type(sched).__name__}) holds objects other than "
+                        "tensors, numbers, strings and containers, which a safe checkpoint cannot store. Use another "
+                        "optimizer/scheduler, or checkpoint=None") from err
 
 
 def _canonical(obj: Any) -> str:
@@ -560,6 +830,33 @@ class _FitData:
         tensors = _graph_tensors(data)
         return cls(True, tensors, int(tensors["train_mask"].sum()), tensors["y"][tensors["train_mask"]])
 
+    def conform(self, model: nn.Module, class_indices: bool) -> "_FitData":
+        """A copy with inputs in the model's floating dtype and labels as ``fit`` uses them (see
+        :func:`_conform_inputs`, :func:`_conform_labels`); tensors that need no change are kept as they are.
+        For a graph, labels are checked on the nodes of the three masks only (the others may be unlabelled)."""
+        dtype = _model_float_dtype(model)
+        if not self.graph:
+            splits = {split: (None if pair is None else
+                              (_conform_inputs(pair[0], f"{split} inputs", dtype),
+                               _conform_labels(pair[1], _SPLIT_NAMES[split], class_indices)))
+                      for split, pair in self.tensors.items()}
+            return _FitData(False, splits, self.n_train, splits["train"][1])
+        t = dict(self.tensors)
+        t["x"] = _conform_inputs(t["x"], "node features", dtype)
+        y = _widen_labels(t["y"])
+        if y.is_floating_point():
+            labelled = torch.zeros(len(y), dtype=torch.bool, device=y.device)
+            for split in _SPLITS:
+                if t[f"{split}_mask"] is not None:
+                    labelled |= t[f"{split}_mask"].to(y.device)
+            used = _conform_labels(y[labelled], "node", class_indices)
+            if not used.is_floating_point():  # whole numbers: class indices; unlabelled nodes get 0 (never read)
+                y = torch.zeros(y.shape, dtype=torch.long, device=y.device).index_put_((labelled,), used)
+        else:
+            y = _conform_labels(y, "node", class_indices)
+        t["y"] = y
+        return _FitData(True, t, self.n_train, y[t["train_mask"]])
+
     def to(self, device: torch.device) -> "_FitData":
         """A copy with every tensor on ``device`` (``y_train`` stays where it is)."""
         if self.graph:
@@ -581,6 +878,93 @@ class _FitData:
         return ((x_train[idx], y_train[idx], None) for idx in order.split(int(batch_size)))
 
 
+def _has_lazy_weights(model: nn.Module) -> bool:
+    return any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in model.modules())
+
+
+def _checked_forward(model: nn.Module, inputs: Tuple[torch.Tensor, ...], x: torch.Tensor, what: str) -> Any:
+    """``model(*inputs)``; a failure on integer inputs of a float model or on 1-D inputs becomes a
+    ``TypeError``/``ValueError`` saying what to do, any other error is re-raised with a note on what it was fed."""
+    try:
+        return model(*inputs)
+    except Exception as err:
+        sample = inputs[0]
+        dtype = _model_float_dtype(model)
+        embeds = any(isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in model.modules())
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if not x.is_floating_point() and not x.is_complex() and dtype is not None and not embeds:
+            raise TypeError(f"the {what} are {x.dtype} but the model's weights are {dtype}, and the model failed on "
+                            f"them ({first}). Convert the inputs to floating point before training: x.float(), "
+                            "and x.float() / 255 for 8-bit images") from err
+        if x.dim() == 1:
+            raise ValueError(f"the {what} are 1-D, shape {tuple(x.shape)}: one number per example, and the model "
+                             f"failed on them ({first}). fit takes one row per example: pass x.reshape(-1, 1) if "
+                             "each example is a single feature") from err
+        err.add_note(f"(neuronlab.fit ran the model on {len(sample)} of the {what}, shape {tuple(sample.shape)}, "
+                     f"dtype {sample.dtype}, to check the data before training. If the data are right, check the "
+                     "model's input size, e.g. in_features or in_channels.)")
+        raise
+
+
+def _check_outputs(out: Any, n: int, y: torch.Tensor, x: torch.Tensor, what: str, class_indices: bool) -> None:
+    """The output of the model on ``n`` examples of a split against all the labels ``y`` of that split: logits
+    ``(n, classes)`` for a class-index loss (``(n, classes, k)`` for integer labels ``(N, k)``, one class per
+    position; other integer ``(N, k)`` labels are one-hot), and every label in ``0 .. classes - 1`` when they
+    are class labels."""
+    if class_indices and y.dim() <= 2:
+        classes = f"{y.shape[1]}" if y.dim() == 2 else "classes"
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"the model returned a {type(out).__name__}, not a tensor of logits: with the "
+                            "cross-entropy loss it must return logits (or pass a loss_fn that reads its output)")
+        if y.dim() == 2 and not y.is_floating_point():
+            if out.dim() == 3 and out.shape[0] == n and out.shape[2] == y.shape[1]:
+                return
+            raise _one_hot_error(y, what)
+        if out.dim() != 2 or out.shape[0] != n or (y.dim() == 2 and out.shape[1] != y.shape[1]):
+            hint = (" The inputs are 1-D, one number per example: if each example is a single feature, pass "
+                    "x.reshape(-1, 1)." if x.dim() == 1 else "")
+            raise ValueError(f"the model returned an output of shape {tuple(out.shape)} for {n} {what} example(s) "
+                             f"of shape {tuple(x.shape[1:])}: with these labels it must return logits of shape "
+                             f"({n}, {classes}).{hint}")
+    if isinstance(out, torch.Tensor) and _is_classification(out, y):
+        _check_labels(out.shape[1], y, what)
+
+
+def _check_model_takes_data(model: nn.Module, fit_data: _FitData, class_indices: bool, device: torch.device
+                            ) -> None:
+    """Run ``model`` once on up to two examples of each split (the whole graph for graphs), in eval mode
+    without gradients, and check its outputs against the labels (:func:`_check_outputs`). The model's mode
+    is restored; ``fit`` calls this before seeding, so the random numbers of the run are unaffected.
+    A model with uninitialized lazy layers is refused (their first pass would draw their weights here)."""
+    if _has_lazy_weights(model):
+        raise ValueError(f"{type(model).__name__} has uninitialized lazy layers (nn.LazyLinear, ...): run it once "
+                         "on a batch, model(x[:2]), before fit, so that their weights are drawn where you seed them")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            if fit_data.graph:
+                t = fit_data.tensors
+                out = _checked_forward(model, (t["x"].to(device), t["edge_index"].to(device)), t["x"],
+                                       "node features")
+                if not isinstance(out, torch.Tensor) or out.dim() == 0 or len(out) != len(t["x"]):
+                    _check_outputs(out, len(t["x"]), t["y"], t["x"], "node", class_indices)
+                    return  # not one row per node, and a loss of the caller's reads it
+                for split in _SPLITS:
+                    if t[f"{split}_mask"] is not None:
+                        y = t["y"][t[f"{split}_mask"]]
+                        _check_outputs(out[t[f"{split}_mask"].to(out.device)], len(y), y, t["x"], _SPLIT_NAMES[split],
+                                       class_indices)
+                return
+            for split, pair in fit_data.tensors.items():
+                if pair is not None:
+                    x, y = pair
+                    out = _checked_forward(model, (x[:2].to(device),), x, f"{split} inputs")
+                    _check_outputs(out, len(x[:2]), y, x, _SPLIT_NAMES[split], class_indices)
+    finally:
+        model.train(was_training)
+
+
 def _fit_settings(model: nn.Module, fit_data: _FitData, opt_description: Mapping[str, Any], *, batch_size: int,
                   seed: int, loss_fn: Callable, extra_losses: Mapping[str, Callable], metrics: Mapping[str, Callable],
                   augment: Optional[Callable], scheduler: Any, select_by: str, keep_best: bool, epochs: int
@@ -599,39 +983,115 @@ def _fit_settings(model: nn.Module, fit_data: _FitData, opt_description: Mapping
     return settings
 
 
-def _load_checkpoint(path: Path, settings: Mapping[str, Any], model: nn.Module, opt: torch.optim.Optimizer,
-                     sched: Any, select_by: str) -> Tuple[History, int, bool]:
-    """Resume from the checkpoint at ``path``: check its settings against ``settings``, load the model,
-    optimizer and scheduler states and the RNG states.
+def _unusable(path: Path, problem: str) -> ValueError:
+    return ValueError(f"cannot resume from the checkpoint {path}: {problem}. Nothing was loaded. Delete the file "
+                      "to start over (or pass resume=False to overwrite it, or another checkpoint path).")
 
-    Returns:
-        ``(history, start_epoch, stopped)``: the stored history (with its best state), the first epoch still
-        to train, and whether a callback stopped the run.
+
+def _check_state_dict(path: Path, stored: Any, model: nn.Module, what: str) -> None:
+    """``stored`` must be a state dict of tensors with the keys and shapes of ``model.state_dict()``."""
+    if not isinstance(stored, Mapping) or not all(isinstance(v, torch.Tensor) for v in stored.values()):
+        raise _unusable(path, f"it is damaged: its {what} is not a state dict of tensors")
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+    if missing or unexpected:
+        raise _unusable(path, f"its {what} belongs to another model (missing: {missing[:5]}, unexpected: "
+                              f"{unexpected[:5]})")
+    shapes = [f"{k}: {tuple(stored[k].shape)} in the file, {tuple(v.shape)} in the model"
+              for k, v in expected.items() if stored[k].shape != v.shape]
+    if shapes:
+        raise _unusable(path, f"its {what} belongs to another model ({'; '.join(shapes[:3])})")
+
+
+def _read_checkpoint(path: Path, settings: Mapping[str, Any], model: nn.Module) -> Dict[str, Any]:
+    """Read the checkpoint at ``path`` with ``torch.load(weights_only=True)`` and check all of it (format,
+    version, settings against ``settings``, the model state against ``model``, history, RNG states) without
+    changing anything. Returns the checkpoint, its ``"rng"`` parsed (:func:`_parse_rng_state`).
+
+    Raises:
+        ValueError: the file needs unsafe unpickling (an old or foreign file), cannot be read (truncated,
+            damaged, not a torch file), is not a ``fit`` checkpoint, or was written with other settings or
+            for another model. The message names the file and says what to do.
     """
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        if not any("Unsupported global" in line or "Unsupported operand" in line for line in lines):
+            why = next((line for line in lines if line.startswith("WeightsUnpickler error")), lines[0] if lines else "")
+            raise _unusable(path, f"it is not a readable checkpoint (damaged, or not a torch file: {why})") from err
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        needs = f" (it asks for {found.group(1)})" if found else ""
+        raise _unusable(path, "it holds Python objects other than tensors, numbers, strings and containers, and "
+                              "loading those could run code from the file, so it is read with "
+                              "torch.load(weights_only=True) only. An old checkpoint (neuronlab before checkpoint "
+                              f"version {_CHECKPOINT_VERSION}) or a file from elsewhere looks like this{needs}"
+                        ) from None
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise _unusable(path, f"it cannot be read (truncated, damaged, or not a checkpoint: {type(err).__name__}"
+                              f"{': ' + first if first else ''})") from err
+    if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
+        keys = f" with keys {sorted(map(str, state))[:6]}" if isinstance(state, dict) else ""
+        raise _unusable(path, f"it is not a checkpoint written by fit() (it holds a {type(state).__name__}{keys})")
+    if state.get("version") != _CHECKPOINT_VERSION:
+        raise _unusable(path, f"it is a fit() checkpoint of version {state.get('version')!r}; this neuronlab reads "
+                              f"version {_CHECKPOINT_VERSION}")
+    missing = [k for k in _CHECKPOINT_KEYS if k not in state]
+    if missing or not isinstance(state["settings"], Mapping):
+        raise _unusable(path, f"it is damaged (it lacks {missing or ['settings']})")
     if _canonical(state["settings"]) != _canonical(settings):
         raise ValueError(
             f"the checkpoint {path} was written by a fit() call with other settings "
             f"({_settings_diff(state['settings'], settings)}). Delete the file, pass another checkpoint "
             "path, or pass resume=False to start afresh.")
+    _check_state_dict(path, state["model"], model, "model state")
+    if state["best_state"] is not None:
+        _check_state_dict(path, state["best_state"], model, "best state")
+    rows, epoch = state["history"], state["epoch"]
+    if (type(epoch) is not int or epoch < 1 or not isinstance(rows, list) or not rows
+            or not all(isinstance(r, dict) and "epoch" in r for r in rows) or rows[-1]["epoch"] != epoch
+            or not isinstance(state["stopped"], bool) or not isinstance(state["optimizer"], Mapping)):
+        raise _unusable(path, "it is damaged (its epoch, history, stop flag or optimizer state is malformed)")
+    try:
+        state["rng"] = _parse_rng_state(state["rng"])
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise _unusable(path, f"it is damaged (its random-number-generator states: {err})") from err
+    return state
+
+
+def _apply_checkpoint(path: Path, state: Mapping[str, Any], model: nn.Module, opt: torch.optim.Optimizer,
+                      sched: Any, select_by: str) -> Tuple[History, int, bool]:
+    """Load a checkpoint read by :func:`_read_checkpoint` into the optimizer, scheduler and model, and restore
+    the RNG states.
+
+    Returns:
+        ``(history, start_epoch, stopped)``: the stored history (with its best state), the first epoch still
+        to train, and whether a callback stopped the run.
+    """
+    try:
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None and state["scheduler"] is not None:
+            sched.load_state_dict(state["scheduler"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise _unusable(path, f"its optimizer or scheduler state does not fit this run ({err})") from err
     model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    if sched is not None and state.get("scheduler") is not None:
-        sched.load_state_dict(state["scheduler"])
     history = History(state["history"], select_by=select_by)
-    history.best_state = state.get("best_state")
+    history.best_state = state["best_state"]
     _set_rng_state(state["rng"])
-    return history, int(state["epoch"]) + 1, bool(state.get("stopped", False))
+    return history, int(state["epoch"]) + 1, bool(state["stopped"])
 
 
 def _save_checkpoint(path: Path, *, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, history: History,
                      epoch: int, stopped: bool, settings: Mapping[str, Any]) -> None:
-    """Write everything :func:`_load_checkpoint` needs after ``epoch`` (atomically, see :func:`_save_atomic`),
-    the RNG states included: resuming continues with the random numbers an uninterrupted run would draw."""
-    _save_atomic({"version": _CHECKPOINT_VERSION, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                  "scheduler": sched.state_dict() if sched is not None else None,
-                  "history": history.rows, "epoch": epoch, "stopped": stopped, "rng": _rng_state(),
-                  "best_state": history.best_state, "settings": settings}, path)
+    """Write everything :func:`_apply_checkpoint` needs after ``epoch`` (atomically, see :func:`_save_atomic`),
+    the RNG states included: resuming continues with the random numbers an uninterrupted run would draw.
+    Only tensors, numbers, strings and plain containers are written (see :func:`_read_checkpoint`)."""
+    _save_atomic({"format": _CHECKPOINT_FORMAT, "version": _CHECKPOINT_VERSION, "model": model.state_dict(),
+                  "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched is not None else None,
+                  "history": _plain_rows(history.rows), "epoch": int(epoch), "stopped": bool(stopped),
+                  "rng": _rng_state(), "best_state": history.best_state,
+                  "settings": json.loads(_canonical(settings))}, path)
 
 
 def _optimizer_step(opt: torch.optim.Optimizer, ctx: StepContext, data_loss: torch.Tensor,
@@ -764,7 +1224,9 @@ def fit(model: nn.Module, data: Any, *, epochs: int, lr: float = 0.01,
         model: a classifier ``model(x) -> logits`` (graphs: ``model(x, edge_index) -> logits``), moved to
             ``device``. On return it holds the final weights (see ``keep_best``) in the mode it had before.
         data: one of the three forms in the module docstring (an ``x_train``... object, a dict of ``(x, y)``
-            pairs, a PyG ``Data`` with masks). Tensors are copied to ``device`` once; ``data`` is not modified.
+            pairs, a PyG ``Data`` with masks). Checked before training and converted where the conversion loses
+            nothing the model could use (inputs to the model's float dtype, labels to int64: see "What fit
+            checks" in the module docstring). Tensors are copied to ``device`` once; ``data`` is not modified.
         epochs: total number of epochs, at least 1. A resumed run continues up to this number.
         lr, momentum, weight_decay: for the named optimizers (``momentum`` applies to ``"sgd"`` only; the three
             are ignored when ``optimizer`` is a callable or an instance).
@@ -787,12 +1249,19 @@ def fit(model: nn.Module, data: Any, *, epochs: int, lr: float = 0.01,
         device: ``None`` picks CUDA when available (:func:`neuronlab.config.get_device`).
         checkpoint: a file path. After *every* epoch the model, optimizer and scheduler states, the history,
             the RNG states, the best state (if kept) and a fingerprint of the settings are written there
-            atomically (temporary file, then rename).
+            atomically and durably (a temporary file of a name unique to the call, ``fsync``, rename, then an
+            ``fsync`` of the folder on POSIX). Only tensors, numbers, strings and plain containers are
+            written; a callback's history column of another type is refused when it is written. A path that
+            is a folder, or lies below a file, or a folder that is not writable, is refused before the first
+            epoch.
         resume: when ``checkpoint`` exists, continue after its last epoch (its settings must match this
             call's, ``epochs`` aside, so a finished run can be extended; with ``scheduler="cosine"`` the
-            number of epochs shapes the schedule and must match too). If all epochs are done the stored
-            history is returned at once, with the model holding the stored weights. ``resume=False``
-            starts afresh and overwrites the file.
+            number of epochs shapes the schedule and must match too). The file is read with
+            ``torch.load(weights_only=True)`` (it cannot run code) and checked whole before anything is
+            loaded: an old (version 1), truncated or foreign file, or one of another model, is refused with a
+            message naming it. If all epochs are done the stored history is returned at once, with the
+            model holding the stored weights (the folder may then be read-only). ``resume=False`` starts
+            afresh and overwrites the file.
         progress: a ``tqdm`` bar over epochs with the latest losses and accuracies; nothing else is printed.
         select_by: ``"val_acc"`` or ``"val_loss"``, defines :attr:`History.best_epoch`.
         eval_batch_size: chunk size of the evaluation passes.
@@ -807,10 +1276,16 @@ def fit(model: nn.Module, data: Any, *, epochs: int, lr: float = 0.01,
         The :class:`History` (``history.table`` has one row per epoch).
 
     Raises:
-        ValueError: ``epochs < 1``, mismatched input/label lengths, NaN or infinite inputs, labels outside
-            ``0 .. outputs - 1``, an unknown optimizer or scheduler name, a checkpoint written with other
-            settings.
-        TypeError: ``data`` of none of the accepted forms.
+        ValueError: before the first epoch, with nothing changed but the model's device: ``epochs < 1``,
+            mismatched input/label lengths, NaN or infinite inputs or labels, inputs beyond the range of the
+            model's dtype, fractional or one-hot class labels, labels outside ``0 .. outputs - 1`` in any
+            split, a model output that is not ``(batch, classes)`` logits, 1-D inputs the model cannot take,
+            an unknown optimizer or scheduler name, a checkpoint path that is a folder or not writable, a
+            checkpoint that cannot be read safely, is damaged, or was written with other settings or for
+            another model.
+        TypeError: ``data`` of none of the accepted forms, integer inputs the model cannot take, an
+            optimizer or scheduler whose state a safe checkpoint cannot hold; a history column that a
+            checkpoint cannot hold (when it is written).
         FloatingPointError: the loss became NaN or infinite; the message names the epoch, the step and
             which part (data loss or extra term) went non-finite.
     """
@@ -821,6 +1296,9 @@ def fit(model: nn.Module, data: Any, *, epochs: int, lr: float = 0.01,
     if select_by not in ("val_acc", "val_loss"):
         raise ValueError(f"select_by must be 'val_acc' or 'val_loss', got {select_by!r}")
     fit_data = _FitData.read(data, augment)
+    ckpt_path = _checkpoint_path(checkpoint) if checkpoint is not None else None
+    class_indices = _takes_class_indices(loss_fn)
+    fit_data = fit_data.conform(model, class_indices)
     device = get_device(device)
     loss_fn = loss_fn if loss_fn is not None else F.cross_entropy
     extra_losses = dict(extra_losses or {})
@@ -828,8 +1306,9 @@ def fit(model: nn.Module, data: Any, *, epochs: int, lr: float = 0.01,
     callbacks = list(callbacks or [])
     was_training = model.training
 
-    seed_everything(seed)
     model.to(device)
+    _check_model_takes_data(model, fit_data, class_indices, device)  # before seeding: it draws no run's numbers
+    seed_everything(seed)
     opt = make_optimizer(model, optimizer, lr, momentum, weight_decay)
     opt_description = _optimizer_description(opt, optimizer, lr, momentum, weight_decay)
     sched = _make_scheduler(opt, scheduler, epochs)
@@ -839,10 +1318,15 @@ def fit(model: nn.Module, data: Any, *, epochs: int, lr: float = 0.01,
 
     history = History(select_by=select_by)
     start_epoch, stopped = 1, False
-    ckpt_path = Path(checkpoint) if checkpoint is not None else None
-    if ckpt_path is not None and resume and ckpt_path.exists():
-        history, start_epoch, stopped = _load_checkpoint(ckpt_path, settings, model, opt, sched, select_by)
-        if start_epoch > epochs or stopped:
+    stored = (_read_checkpoint(ckpt_path, settings, model)
+              if ckpt_path is not None and resume and ckpt_path.exists() else None)
+    finished = stored is not None and (stored["epoch"] >= epochs or stored["stopped"])
+    if ckpt_path is not None and not finished:  # found now, not after the first epoch
+        _check_writable(ckpt_path)
+        _check_checkpointable(opt, sched, ckpt_path)
+    if stored is not None:
+        history, start_epoch, stopped = _apply_checkpoint(ckpt_path, stored, model, opt, sched, select_by)
+        if finished:
             model.train(was_training)
             return history
 

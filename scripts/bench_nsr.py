@@ -96,11 +96,26 @@ def bench(name, model, layer, x, y, repeats, memory):
     return ours / plain, official / plain
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=3, help="alternate the variants this many times")
-    args = parser.parse_args()
+def positive_int(text):
+    """``text`` as a count: an integer of at least 1 (``argparse`` type; a clear message otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give a count of at least 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a count of at least 1")
+    return value
+
+
+def main(argv=None):
+    """Parse ``argv`` (default ``sys.argv[1:]``; ``--repeats`` and ``--rounds`` must be at least 1, checked
+    before anything is timed) and print the timings."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=positive_int, default=300,
+                        help="timed steps per variant and round (at least 1; the CNN gets max(20, repeats // 10))")
+    parser.add_argument("--rounds", type=positive_int, default=3,
+                        help="alternate the variants this many times (at least 1)")
+    args = parser.parse_args(argv)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     x, y = torch.randn(100, 784), torch.randint(0, 10, (100,))

@@ -94,6 +94,7 @@ from torch import nn  # noqa: E402
 from neuronlab import regularizers  # noqa: E402
 from neuronlab.data import random_crop_flip  # noqa: E402
 from neuronlab.experiments import CHAPTERS, chapter  # noqa: E402
+from neuronlab.experiments.__main__ import chapter_name, folder_path, folder_problem  # noqa: E402
 from neuronlab.models import build_model  # noqa: E402
 from neuronlab.nsr import NeuronSteadiness  # noqa: E402
 from neuronlab.train import StepContext, evaluate, fit, make_optimizer  # noqa: E402
@@ -890,18 +891,49 @@ def write_outputs(out_dir: Path, table: Sequence[Mapping[str, Any]], ratios: Map
     (out_dir / "table.md").write_text("\n".join(lines))
 
 
+def positive_seconds(text: str) -> float:
+    """``text`` as a time budget: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give the seconds, e.g. 420") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive finite number of seconds, e.g. 420")
+    return value
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """The command line."""
+    """The command line, checked before anything is measured (a mistake exits with status 2 and a message
+    naming the argument, the value and what is allowed): ``--budget-seconds`` a positive finite number,
+    ``--chapters`` at least one known chapter (``ch03`` or ``3``), none twice, and the output folder
+    (``--out``, else ``$OUT``, else ``gpu_check_out/``) one that can be written: not a file, not under a
+    file, its nearest existing folder writable (checked now, not after minutes of measuring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--out", type=folder_path, default=None,
                         help="output folder (default: $OUT when set, else gpu_check_out/)")
-    parser.add_argument("--budget-seconds", type=float, default=420.0,
+    parser.add_argument("--budget-seconds", type=positive_seconds, default=420.0,
                         help="time for everything (training steps share what the NSR ratios leave); "
                              "every setting still gets its minimum of steps")
     parser.add_argument("--dry", action="store_true", help="the dry form on the CPU (automatic without CUDA)")
-    parser.add_argument("--chapters", nargs="*", default=None, help="only these chapters (default: all)")
-    return parser.parse_args(argv)
+    parser.add_argument("--chapters", nargs="*", default=None, type=chapter_name, metavar="CHAPTER",
+                        help=f"only these chapters, separated by spaces ({', '.join(CHAPTERS)}; default: all)")
+    args = parser.parse_args(argv)
+    if args.chapters is not None:
+        if not args.chapters:
+            parser.error(f"argument --chapters: expected at least one chapter; choose from {', '.join(CHAPTERS)} "
+                         "(leave --chapters out to check them all)")
+        twice = sorted({c for c in args.chapters if args.chapters.count(c) > 1})
+        if twice:
+            parser.error(f"argument --chapters: {', '.join(twice)} named more than once; name each once")
+    if args.out is not None:
+        args.out = Path(args.out).expanduser()
+    out, source = (args.out, "argument --out") if args.out is not None else (
+        (Path(os.environ["OUT"]), "$OUT") if os.environ.get("OUT") else (Path("gpu_check_out"), "gpu_check_out/"))
+    problem = folder_problem(out, writable=True)
+    if problem:
+        parser.error(f"{source}: {problem}")
+    return args
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

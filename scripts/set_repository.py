@@ -7,6 +7,11 @@ public home is one edit of ``_config.yml`` and one run of::
 
     python scripts/set_repository.py          # rewrite the notebooks and the README
     python scripts/set_repository.py --check  # exit 1 if anything disagrees with _config.yml (the tests run this)
+
+Both are checked before any file is read or written: ``repository.url`` must be a GitHub address
+``https://github.com/<owner>/<name>`` and ``branch`` a plain branch name (letters, digits and ``._/+-``,
+as git allows them and as they can stand in a Colab address and a Python string); otherwise the script
+exits with status 2 and says what is wrong in ``_config.yml``, having changed nothing.
 """
 
 from __future__ import annotations
@@ -27,17 +32,43 @@ REPOSITORY_LINE = re.compile(r'^(REPOSITORY = os\.environ\.get\(\s*)"NEURONLAB_R
 BRANCH_LINE = re.compile(r'^BRANCH = os\.environ\.get\("NEURONLAB_BRANCH", "[^"]*"\)', re.M)
 
 
+GITHUB_URL = re.compile(r"https://github\.com/([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+?)(?:\.git)?")
+BRANCH_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._/+-]*")
+
+
 def repository(config_path: Path = ROOT / "_config.yml") -> Tuple[str, str]:
-    """``(url, branch)`` from ``_config.yml``'s ``repository`` section."""
-    section = yaml.safe_load(config_path.read_text())["repository"]
-    return section["url"].rstrip("/"), section.get("branch", "main")
+    """``(url, branch)`` from ``_config.yml``'s ``repository`` section (``branch`` defaults to ``main``).
+
+    Raises:
+        ValueError: the section or its ``url`` is missing, or ``url``/``branch`` is not text; the message
+            names the file.
+    """
+    config = yaml.safe_load(config_path.read_text())
+    section = config.get("repository") if isinstance(config, dict) else None
+    if not isinstance(section, dict) or not isinstance(section.get("url"), str):
+        raise ValueError(f"{config_path} has no repository.url: add a 'repository:' section with "
+                         "'url: https://github.com/<owner>/<name>' and 'branch: main'")
+    branch = section.get("branch", "main")
+    if not isinstance(branch, str):
+        raise ValueError(f"{config_path}: repository.branch must be a branch name, got {branch!r}")
+    return section["url"].rstrip("/"), branch
 
 
 def colab_prefix(url: str, branch: str) -> str:
-    """The Colab address of the repository's ``notebooks/`` folder, e.g. ``.../github/owner/name/blob/main/notebooks/``."""
-    match = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+?)(?:\.git)?", url)
+    """The Colab address of the repository's ``notebooks/`` folder, e.g. ``.../github/owner/name/blob/main/notebooks/``.
+
+    Raises:
+        ValueError: ``url`` is not ``https://github.com/<owner>/<name>`` (GitHub's characters: letters,
+            digits, ``_.-``), or ``branch`` is not a plain branch name (letters, digits, ``._/+-``; no
+            ``..``, no leading ``-``, ``.`` or ``/``, no trailing ``/``, ``.`` or ``.lock``).
+    """
+    match = GITHUB_URL.fullmatch(url)
     if not match:
         raise ValueError(f"repository.url must be a GitHub address https://github.com/<owner>/<name>, got {url!r}")
+    if (not BRANCH_NAME.fullmatch(branch) or ".." in branch or "//" in branch
+            or branch.endswith(("/", ".", ".lock"))):
+        raise ValueError(f"repository.branch must be a branch name (letters, digits and ._/+-, e.g. main), "
+                         f"got {branch!r}")
     return f"https://colab.research.google.com/github/{match.group(1)}/{match.group(2)}/blob/{branch}/notebooks/"
 
 
@@ -82,10 +113,16 @@ def disagreements(url: str, branch: str) -> List[str]:
 
 
 def main(argv=None) -> int:
+    """Rewrite (or with ``--check`` only report) the files; ``_config.yml`` is checked first (exit status 2,
+    nothing changed, when its address or branch is unusable)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report files that disagree with _config.yml")
     args = parser.parse_args(argv)
-    url, branch = repository()
+    try:
+        url, branch = repository()
+        colab_prefix(url, branch)
+    except ValueError as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
     if args.check:
         wrong = disagreements(url, branch)
         for name in wrong:

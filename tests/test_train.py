@@ -243,7 +243,7 @@ def test_extended_run_equals_an_uninterrupted_one(tmp_path):
     # resume=False starts afresh (and overwrites the file)
     seen = []
     _resumable_run(ckpt, epochs=1, resume=False, seen=seen)
-    assert seen == [1] and len(torch.load(ckpt, weights_only=False)["history"]) == 1
+    assert seen == [1] and len(torch.load(ckpt, weights_only=True)["history"]) == 1
 
 
 def test_crashed_run_resumes_exactly_with_scheduler_augment_dropout_and_best_state(tmp_path):
@@ -252,7 +252,7 @@ def test_crashed_run_resumes_exactly_with_scheduler_augment_dropout_and_best_sta
     ckpt = tmp_path / "sub" / "run.pt"
     with pytest.raises(_Crash):
         _resumable_run(ckpt, crash_after=2, **extra)
-    assert torch.load(ckpt, weights_only=False)["epoch"] == 2 and not list(ckpt.parent.glob("*.tmp"))
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2 and not list(ckpt.parent.glob("*.tmp"))
     resumed = _resumable_run(ckpt, **extra)
     _same_run(straight, resumed)
     assert straight[1].best_epoch == resumed[1].best_epoch

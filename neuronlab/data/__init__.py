@@ -24,8 +24,23 @@ Downloaded on first use, on a machine with internet (Colab, a laptop), into the 
 PyG's layout, are used without any network access.
 
 A dataset that is not available raises :class:`DatasetNotAvailableError` at once: the message says where
-it looked, how to get the data and which offline dataset can stand in. Nothing is ever substituted
-silently, and a failed download leaves no new (empty) folders behind.
+it looked, how to get the data (naming the missing files of a partial set) and which offline dataset can
+stand in. Nothing is ever substituted silently.
+
+The data folder may be shared or synced, so nothing in it is trusted to be what its name says:
+
+* **No code runs from a file.** CIFAR-10's batches and PubMed's raw files, which are Python pickles, are
+  read by a restricted unpickler that admits only plain data (numbers, strings, lists, dicts, numpy
+  arrays; for PubMed also scipy CSR matrices and a ``defaultdict``) and refuses anything else before it
+  runs; PyG's ``processed/`` cache is read with ``torch.load(weights_only=True)`` only (PyG itself falls
+  back to unsafe loading); IDX files are parsed as bytes. A refused file raises ``ValueError`` naming it.
+* **Nothing is lost.** A download runs in a private staging folder and is moved into the data folder
+  only when complete, never over a file that is already there; a failed one removes only its own
+  staging folder (and the folders it created, if still empty), never what another notebook wrote into
+  the data folder meanwhile. A download killed mid-way leaves a ``.neuronlab-staging-*`` folder, which
+  can be deleted.
+* **Clear errors.** Bad arguments are rejected before anything is read or written; labels outside
+  ``0 .. num_classes - 1``, pixels that are not bytes and truncated files raise an error naming the file.
 
 Everything above is importable from ``neuronlab.data``; the code is split by concern into four modules:
 
@@ -34,7 +49,9 @@ Everything above is importable from ``neuronlab.data``; the code is split by con
 * ``neuronlab.data.images``: the image datasets and :func:`read_idx`;
 * ``neuronlab.data.graphs``: the graph datasets and :func:`make_csbm`;
 * ``neuronlab.data.transforms``: seeded stratified splits, per-channel standardization and
-  :func:`random_crop_flip`.
+  :func:`random_crop_flip`;
+
+and the private ``neuronlab.data._safeio`` (restricted unpickling, staging folders, no-clobber moves).
 
 ``images`` and ``graphs`` register their datasets when they are imported, which this file does; the
 registry itself imports neither, so there is no import cycle. torchvision, PyTorch Geometric,

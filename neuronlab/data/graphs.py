@@ -11,6 +11,25 @@ loader returns a PyTorch Geometric ``Data`` with ``x``, ``y``, ``edge_index``, b
 * ``pubmed``, ``amazon-*`` and ``wikics`` are read by PyG from their raw files in the data folder and
   downloaded by PyG when missing; PyG's own ``processed/`` cache is kept next to ``raw/``.
 
+What is trusted in a data folder (which may be shared or synced): nothing that can run code. PyG itself
+does not guarantee that (PyG 2.4 - 2.8 read a processed file with ``torch.load(weights_only=False)``
+when the safe load fails, read ``processed/pre_transform.pt`` with ``weights_only=False`` always, and
+read PubMed's raw files with ``pickle.load``), so the three PyG datasets are loaded through subclasses
+(:func:`_safe_pyg`) that change exactly that:
+
+* the processed cache is read with ``torch.load(weights_only=True)`` only -- tensors, numbers, strings,
+  plain containers and the PyG types PyG itself registers as safe -- with no fallback; a file that needs
+  anything else is refused with an error naming it (delete the ``processed`` folder and load again: it
+  is rebuilt from the raw files). ``pre_transform.pt`` / ``pre_filter.pt`` are never read (neuronlab
+  passes neither option). On torch < 2.4, where PyG's types cannot be admitted, the cache is not read:
+  the raw files are processed again on every load.
+* PubMed's raw pickles are read with a restricted unpickler that admits only numpy arrays, scipy CSR
+  matrices, a ``defaultdict`` and plain builtin data (:data:`~neuronlab.data._safeio.PLANETOID_GLOBALS`);
+  Amazon's ``.npz`` is read by numpy without pickles and WikiCS's ``data.json`` is JSON.
+* a freshly processed dataset is used from memory, and its cache is written into a private staging folder
+  and moved into ``processed/`` only when complete, never over a file that is there; a read-only data
+  folder is fine (nothing is cached then).
+
 Datasets without an official split get seeded stratified masks (:func:`_fraction_masks`, built on
 :func:`neuronlab.data.transforms.stratified_indices`). ``torch_geometric`` is imported only inside the
 functions that build or read a graph.
@@ -18,14 +37,22 @@ functions that build or read a graph.
 
 from __future__ import annotations
 
+import math
+import pickle
+import tempfile
+import threading
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
+from ._safeio import (PLANETOID_GLOBALS, DataFileError, RestrictedUnpickler, publish, remove, restricted_load,
+                      staging_path)
 from .registry import (DatasetSpec, LoadRequest, check_seed, guarded_download, module_locator,
-                       not_available_error, register, rollback_on_failure)
+                       not_available_error, register)
 from .transforms import stratified_indices, stratified_split_off
 
 __all__ = ["make_csbm"]
@@ -39,22 +66,32 @@ _PLANETOID_PARTS = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 
 
 def _check_fraction(value: Any, what: str, low_open: bool) -> float:
+    bound = "(0, 1)" if low_open else "[0, 1)"
+    example = "0.6" if what == "train_fraction" else "0.2"
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{what} must be a number in [0, 1), got {value!r}.")
+        raise ValueError(f"{what} must be a number in {bound}, got {value!r} of type {type(value).__name__}; "
+                         f"e.g. {what}={example}.")
     value = float(value)
     if not (0.0 < value < 1.0 if low_open else 0.0 <= value < 1.0):
-        bound = "(0, 1)" if low_open else "[0, 1)"
-        raise ValueError(f"{what} must be in {bound}, got {value}.")
+        raise ValueError(f"{what} is a fraction of the nodes and must be in {bound}, got {value}; "
+                         f"e.g. {what}={example}.")
     return value
+
+
+def _check_fractions(train_fraction: Any, val_fraction: Any) -> Tuple[float, float]:
+    """Both fractions checked: numbers (not NaN) in ``(0, 1)`` and ``[0, 1)`` that sum to at most 1."""
+    train_fraction = _check_fraction(train_fraction, "train_fraction", low_open=True)
+    val_fraction = _check_fraction(val_fraction, "val_fraction", low_open=False)
+    if train_fraction + val_fraction > 1.0:
+        raise ValueError(f"train_fraction + val_fraction = {train_fraction + val_fraction} exceeds 1; the "
+                         f"test nodes are the rest, so lower one of them (e.g. 0.6 and 0.2).")
+    return train_fraction, val_fraction
 
 
 def _fraction_masks(y: torch.Tensor, train_fraction: Any, val_fraction: Any, seed: int, name: str
                     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Seeded stratified train/val/test boolean node masks that partition all nodes."""
-    train_fraction = _check_fraction(train_fraction, "train_fraction", low_open=True)
-    val_fraction = _check_fraction(val_fraction, "val_fraction", low_open=False)
-    if train_fraction + val_fraction > 1.0:
-        raise ValueError(f"train_fraction + val_fraction = {train_fraction + val_fraction} exceeds 1.")
+    train_fraction, val_fraction = _check_fractions(train_fraction, val_fraction)
     labels = y.numpy()
     n = len(labels)
     n_train = int(round(train_fraction * n))
@@ -114,9 +151,16 @@ def _lower_triangle_pairs(t: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return i, t - i * (i - 1) // 2
 
 
+_CSBM_DEFAULTS = dict(num_nodes=1000, num_classes=2, avg_degree=10.0, homophily=0.8, num_features=32,
+                      signal=1.0, train_fraction=0.6, val_fraction=0.2)
+
+#: The most feature values (``num_nodes * num_features``) or edge endpoints (``num_nodes * avg_degree``)
+#: :func:`make_csbm` generates: 2**30, i.e. 8 GiB as float64 / int64.
+_CSBM_MAX_VALUES = 2 ** 30
+
+
 def _load_csbm(req: LoadRequest):
-    kw = dict(num_nodes=1000, num_classes=2, avg_degree=10.0, homophily=0.8, num_features=32, signal=1.0,
-              train_fraction=0.6, val_fraction=0.2)
+    kw = dict(_CSBM_DEFAULTS)
     kw.update(req.kwargs)
     return make_csbm(seed=req.seed, **kw)
 
@@ -167,15 +211,22 @@ def make_csbm(num_nodes: int = 1000, num_classes: int = 2, avg_degree: float = 1
         ``train_mask`` / ``val_mask`` / ``test_mask``, and the attributes ``num_classes``, ``name``,
         ``source``, ``class_means`` ``[K, F]``, ``p_in`` and ``p_out``.
 
+    Every parameter is checked before anything is drawn: integers must be integers (``numpy`` integers
+    too), the real parameters finite numbers (NaN and infinity are refused, as are strings and bools),
+    and the graph small enough to generate (at most ``2**30`` feature values ``n * F`` and as
+    many expected edge endpoints ``n * d``, i.e. 8 GiB of float64).
+
     Raises:
-        ValueError: a parameter out of range, or ``p_in``/``p_out`` above 1 (``avg_degree`` too large for
-            the class size).
+        ValueError: a parameter of the wrong type, non-finite or out of range, ``p_in``/``p_out`` above 1
+            (``avg_degree`` too large for the class size), or a graph too large to generate; the message
+            says which parameter and what to pass.
     """
     seed = check_seed(seed)
     ints = dict(num_nodes=num_nodes, num_classes=num_classes, num_features=num_features)
     for key, value in ints.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"{key} must be an integer, got {value!r}.")
+            raise ValueError(f"{key} must be an integer, got {value!r} of type {type(value).__name__}; "
+                             f"e.g. {key}={int(_CSBM_DEFAULTS[key])}.")
     n, k, f = int(num_nodes), int(num_classes), int(num_features)
     if k < 2:
         raise ValueError(f"num_classes must be >= 2, got {k}.")
@@ -184,11 +235,22 @@ def make_csbm(num_nodes: int = 1000, num_classes: int = 2, avg_degree: float = 1
     if f < 1:
         raise ValueError(f"num_features must be >= 1, got {f}.")
     for key, value in dict(avg_degree=avg_degree, homophily=homophily, signal=signal).items():
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or value < 0:
-            raise ValueError(f"{key} must be a non-negative number, got {value!r}.")
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ValueError(f"{key} must be a finite non-negative number, got {value!r} of type "
+                             f"{type(value).__name__}; e.g. {key}={_CSBM_DEFAULTS[key]}.")
+        if not math.isfinite(float(value)) or value < 0:
+            raise ValueError(f"{key} must be a finite non-negative number, got {float(value)}; "
+                             f"e.g. {key}={_CSBM_DEFAULTS[key]}.")
     d, h, signal = float(avg_degree), float(homophily), float(signal)
     if h > 1.0:
         raise ValueError(f"homophily is a fraction of edges and must be in [0, 1], got {h}.")
+    _check_fractions(train_fraction, val_fraction)
+    for what, count in (("num_nodes * num_features feature values", n * f),
+                        ("num_nodes * avg_degree edge endpoints", n * d)):
+        if count > _CSBM_MAX_VALUES:
+            raise ValueError(f"{what} = {count:.3g} is too large to generate (the limit is "
+                             f"{_CSBM_MAX_VALUES:.3g}, about {_CSBM_MAX_VALUES * 8 / 2**30:.0f} GiB of float64 "
+                             f"or int64): lower num_nodes, num_features or avg_degree.")
     m = n / k
     p_in, p_out = h * d / (m - 1.0), (1.0 - h) * d / (n - m)
     if p_in > 1.0 or p_out > 1.0:
@@ -262,6 +324,12 @@ _PYG = {
     "wikics": ("WikiCS", ["data.json"]),
 }
 
+#: torch >= 2.4 lets PyG register its types for ``torch.load(weights_only=True)``; before, a processed
+#: cache cannot be read safely, so it is not read at all.
+_SAFE_CACHE = hasattr(torch.serialization, "add_safe_globals")
+
+_REBUILD = "delete the folder {folder} and load again: it is rebuilt from the raw files"
+
 
 def _pyg_raw(name: str, root: Path) -> Tuple[Path, List[Path]]:
     folder, files = _PYG[name]
@@ -269,29 +337,189 @@ def _pyg_raw(name: str, root: Path) -> Tuple[Path, List[Path]]:
     return raw, [raw / f for f in files]
 
 
+class _RestrictedPickleModule:
+    """Stands in for the ``pickle`` module inside PyG's Planetoid reader (``torch_geometric.io.planetoid``)
+    while neuronlab processes PubMed: its ``load`` is :class:`~neuronlab.data._safeio.RestrictedUnpickler`
+    with :data:`~neuronlab.data._safeio.PLANETOID_GLOBALS`; everything else is the real module's."""
+
+    @staticmethod
+    def load(file, encoding: str = "latin1", **kwargs: Any) -> Any:
+        path = getattr(file, "path", None) or getattr(file, "name", None) or "a Planetoid raw file"
+        return RestrictedUnpickler(file, PLANETOID_GLOBALS, str(path), "a Planetoid raw file",
+                                   encoding=encoding).load()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(pickle, name)
+
+
+_PLANETOID_LOCK = threading.RLock()
+
+
+@contextmanager
+def _restricted_planetoid_pickles() -> Iterator[None]:
+    """Within the block, PyG's Planetoid reader unpickles through the restricted unpickler."""
+    from torch_geometric.io import planetoid as reader
+
+    missing = object()
+    with _PLANETOID_LOCK:
+        before = getattr(reader, "pickle", missing)
+        reader.pickle = _RestrictedPickleModule()
+        try:
+            yield
+        finally:
+            if before is missing:
+                del reader.pickle
+            else:
+                reader.pickle = before
+
+
+def _check_planetoid_raw(raw_dir: Path, prefix: str) -> None:
+    """Unpickle every raw Planetoid pickle with the restricted unpickler (a file that names anything but
+    plain data is refused, naming it) before PyG reads it."""
+    for part in _PLANETOID_PARTS:
+        if part != "test.index":
+            restricted_load(raw_dir / f"ind.{prefix.lower()}.{part}", PLANETOID_GLOBALS,
+                            "a Planetoid raw file",
+                            "delete it and download the dataset again (load_dataset(..., download=True))")
+
+
+def _load_processed(path: Path, folder: Path) -> Tuple[Any, Any, Any]:
+    """PyG's processed cache ``(data dict, slices, data class)`` read with ``weights_only=True`` only."""
+    from torch_geometric.data import Data
+    from torch_geometric.data.data import BaseData
+
+    fix = _REBUILD.format(folder=folder)
+    try:
+        out = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = " ".join(str(err).split())[:240]
+        raise DataFileError(f"{path}: refusing to load this PyG processed file: it needs more than "
+                         f"torch.load(weights_only=True) admits (tensors, numbers, strings, plain "
+                         f"containers, PyG's data types), so loading it could run code, and neuronlab did "
+                         f"not load it ({first}). If you did not write it, find out who did; then {fix}."
+                         ) from err
+    except Exception as err:          # a truncated zip, an empty file, ...
+        raise DataFileError(f"{path}: cannot read this PyG processed file ({type(err).__name__}: "
+                         f"{' '.join(str(err).split())[:200]}); it is truncated or corrupt: {fix}.") from err
+    if not isinstance(out, tuple) or len(out) not in (2, 3):
+        raise DataFileError(f"{path}: not a PyG processed dataset (expected a tuple (data, slices[, class]), "
+                         f"found {type(out).__name__}): {fix}.")
+    data, slices, data_cls = out if len(out) == 3 else (*out, Data)
+    if not (isinstance(data_cls, type) and issubclass(data_cls, BaseData)):
+        raise DataFileError(f"{path}: the data class stored in this PyG processed file is {data_cls!r}, not a "
+                         f"PyG data class: {fix}.")
+    return data, slices, data_cls
+
+
+@lru_cache(maxsize=None)
+def _safe_pyg(base: type) -> type:
+    """``base`` (PyG ``Planetoid``, ``Amazon`` or ``WikiCS``) with safe loading and staged processing.
+
+    Overrides, all else is PyG's: ``_process`` (PyG's reads ``pre_transform.pt`` with
+    ``weights_only=False``; this one reads neither it nor ``pre_filter.pt``, processes into a private
+    staging folder and moves the result into ``processed/`` without replacing anything), ``process``
+    (PubMed's raw pickles through the restricted unpickler), ``save`` (keeps the freshly processed data in
+    memory) and ``load`` (that data, else the cache read by :func:`_load_processed`).
+    """
+
+    class Safe(base):  # type: ignore[misc, valid-type]
+        @property
+        def processed_dir(self) -> str:
+            staged = self.__dict__.get("_nl_staging")
+            return staged if staged is not None else super().processed_dir
+
+        def _process(self) -> None:
+            final = Path(self.processed_dir)
+            if _SAFE_CACHE and all(Path(p).is_file() for p in self.processed_paths):
+                return                                        # load() reads it, weights_only=True
+            staging = staging_path(final.parent, "processed")
+            try:
+                staging.mkdir(parents=True)
+                cache = True
+            except OSError:                                   # a read-only data folder: process, don't cache
+                staging, cache = Path(tempfile.mkdtemp(prefix="neuronlab-pyg-")), False
+            self.__dict__["_nl_staging"] = str(staging)
+            try:
+                self.process()
+                for name in ("pre_transform.pt", "pre_filter.pt"):   # what PyG writes, for PyG's later use
+                    torch.save("None", staging / name)
+                self.__dict__.pop("_nl_staging")
+                if cache and _SAFE_CACHE:
+                    publish(staging, final)
+            finally:
+                self.__dict__.pop("_nl_staging", None)
+                remove(staging)
+
+        def process(self) -> None:
+            if base.__name__ == "Planetoid":
+                _check_planetoid_raw(Path(self.raw_dir), self.name)
+                with _restricted_planetoid_pickles():
+                    super().process()
+            else:
+                super().process()
+
+        def save(self, data_list, path: str) -> None:          # an instance method, shadowing PyG's
+            super().save(data_list, path)
+            self.__dict__["_nl_fresh"] = list(data_list)
+
+        def load(self, path: str, data_cls: Any = None) -> None:
+            fresh = self.__dict__.pop("_nl_fresh", None)
+            if fresh is not None:
+                self.data, self.slices = self.collate(fresh)
+                return
+            data, slices, data_cls = _load_processed(Path(path), Path(path).parent)
+            self.slices = slices
+            self.data = data_cls.from_dict(data) if isinstance(data, dict) else data
+
+    Safe.__name__ = Safe.__qualname__ = f"Safe{base.__name__}"
+    return Safe
+
+
 def _pyg_dataset(name: str, root: Path):
     from torch_geometric.datasets import Amazon, Planetoid, WikiCS
 
     if name == "pubmed":
-        return Planetoid(str(root), name="PubMed", split="public")
+        return _safe_pyg(Planetoid)(str(root), name="PubMed", split="public")
     if name.startswith("amazon-"):
-        return Amazon(str(root), name=_PYG[name][0])
-    return WikiCS(str(root / "WikiCS"), is_undirected=True)
+        return _safe_pyg(Amazon)(str(root), name=_PYG[name][0])
+    return _safe_pyg(WikiCS)(str(root / "WikiCS"), is_undirected=True)
+
+
+def _check_pyg_options(req: LoadRequest) -> None:
+    """The dataset options that can be checked before any file is read."""
+    if req.name == "wikics":
+        split = req.kwargs.get("split", 0)
+        if isinstance(split, bool) or not isinstance(split, (int, np.integer)) or split < 0:
+            raise ValueError(f"split must be a non-negative integer (WikiCS ships 20 official train/val "
+                             f"splits, 0 to 19), got {split!r}; e.g. split=0.")
+    elif req.name.startswith("amazon-"):
+        _check_fractions(req.kwargs.get("train_fraction", 0.6), req.kwargs.get("val_fraction", 0.2))
 
 
 def _load_pyg(req: LoadRequest):
+    _check_pyg_options(req)
     raw, files = _pyg_raw(req.name, req.root)
     folder = raw.parent
-    touched = [req.root, folder, raw, folder / "processed"]
-    present = all(p.is_file() for p in files)
-    if not present and not req.download:
-        raise not_available_error(req.name, req.root, [raw], "no local files and download=False.")
-    if present:
-        with rollback_on_failure(touched):    # processing writes <folder>/processed
+    missing = [p.name for p in files if not p.is_file()]
+    if missing and not req.download:
+        reason = ("no local files and download=False." if len(missing) == len(files) else
+                  f"{raw} holds only part of the dataset: {', '.join(missing)} missing (and download=False); "
+                  f"put the missing file(s) there, or load with download=True to fetch them (files already "
+                  f"there are kept).")
+        raise not_available_error(req.name, req.root, [raw], reason)
+    if not missing:
+        try:
             data = _pyg_dataset(req.name, req.root)[0]
+        except (DataFileError, MemoryError):
+            raise
+        except Exception as err:        # numpy, zipfile, json, PyG: a raw file it cannot parse
+            text = " ".join(str(err).split())[:200]
+            raise DataFileError(f"{raw}: PyG cannot process these raw files ({type(err).__name__}: {text}); "
+                                f"one of {', '.join(p.name for p in files)} is truncated or corrupt: delete "
+                                f"it and load with download=True to fetch it again.") from err
         where = f"PyG raw files: {raw}"
     else:
-        data = guarded_download(req, [raw], touched, lambda: _pyg_dataset(req.name, req.root)[0])
+        data = guarded_download(req, [raw], [folder.name], lambda staging: _pyg_dataset(req.name, staging)[0])
         where = f"downloaded by PyG into {raw}"
     y = data.y.to(torch.int64)
     num_classes = int(y.max()) + 1
@@ -301,7 +529,7 @@ def _load_pyg(req: LoadRequest):
     elif req.name == "wikics":
         split = req.kwargs.get("split", 0)
         columns = data.train_mask.shape[1] if data.train_mask.dim() == 2 else 1
-        if isinstance(split, bool) or not isinstance(split, (int, np.integer)) or not 0 <= split < columns:
+        if not 0 <= split < columns:
             raise ValueError(f"split must be an integer in [0, {columns}) (WikiCS ships {columns} official "
                              f"train/val splits), got {split!r}.")
         pick = (lambda m: m[:, int(split)]) if data.train_mask.dim() == 2 else (lambda m: m)

@@ -15,13 +15,22 @@ Where the data comes from:
   (:data:`FASHION_MNIST_DEBIAN_DIR`); missing files are downloaded with torchvision.
 * ``cifar10`` is read from the pickled ``cifar-10-batches-py`` batches; torchvision only downloads them.
 
+What is trusted in a data folder (which may be shared or synced): nothing that can run code. The CIFAR-10
+batches are Python pickles, read by a restricted unpickler that admits only what genuine batches contain
+-- dicts, lists, strings, numbers and numpy arrays (numpy's array reconstruction ``_reconstruct`` /
+``_frombuffer``, ``ndarray``, ``dtype``, ``scalar``, plain builtin types) -- and refuses any other
+global (``os.system``, ``builtins.exec``, any class) *before* calling it, naming the file. IDX files are
+parsed as bytes. Labels outside ``0 .. num_classes - 1``, pixels that are not bytes, a file of the set
+that is missing, and training and test images of different sizes each raise an error naming the file.
+Downloads run in a private staging folder and are moved into the data folder only when complete
+(:func:`~neuronlab.data.registry.guarded_download`).
+
 torchvision, scikit-learn, mlxtend and pandas are imported inside the functions that need them.
 """
 
 from __future__ import annotations
 
 import gzip
-import pickle
 import struct
 import zlib
 from functools import lru_cache
@@ -31,6 +40,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ._safeio import CIFAR_GLOBALS, restricted_load
 from .registry import (DatasetSpec, DatasetSplits, LoadRequest, PathLike, guarded_download, module_locator,
                        not_available_error, register)
 from .transforms import channel_statistics, resolve_size, standardize_, stratified_indices
@@ -134,48 +144,129 @@ def _find_idx_files(folder: Path) -> Optional[Dict[str, Path]]:
     return found
 
 
-def _read_idx_images(files: Dict[str, Path]) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Train/test images ``[N, 1, H, W]`` (uint8) and labels (int64) from the four IDX files."""
+def _missing_idx_files(folder: Path) -> List[str]:
+    """The IDX files of the set that are not in ``folder`` (neither plain nor ``.gz``)."""
+    return [stem for stem in _IDX_STEMS
+            if not (folder / stem).is_file() and not (folder / f"{stem}.gz").is_file()]
+
+
+def _partial_set_reason(folder: Path, missing: List[str], total: int, how: str) -> str:
+    """The reason for the "not available" message: nothing there, or which files of the set are missing."""
+    if len(missing) == total:
+        return f"no local files and {how}."
+    return (f"{folder} holds only part of the dataset: {', '.join(missing)} missing (and {how}); put the "
+            f"missing file(s) there, or load with download=True to fetch them (files already there are kept).")
+
+
+_REFETCH = "delete it and download the dataset again (load_dataset(..., download=True))"
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, path: Path) -> np.ndarray:
+    """``labels`` as int64 after checking that they are integers in ``0 .. num_classes - 1``.
+
+    Any integer dtype is accepted (uint8 in IDX files, Python ints in CIFAR pickles), and so are floats
+    with integral values; everything else raises ``ValueError`` naming ``path``.
+    """
+    labels = np.asarray(labels)
+    if labels.dtype.kind == "f" and labels.size and np.isfinite(labels).all() \
+            and (labels == np.round(labels)).all():
+        labels = labels.astype(np.int64)
+    if labels.dtype.kind not in "iu" and not (labels.dtype.kind == "f" and labels.size == 0):
+        raise ValueError(f"{path}: labels must be integers, found dtype {labels.dtype}"
+                         + (f" (e.g. {labels.ravel()[:3].tolist()})" if labels.size else "")
+                         + f"; the file is corrupt or not a label file: {_REFETCH}.")
+    labels = labels.astype(np.int64)
+    bad = (labels < 0) | (labels >= num_classes)
+    if bad.any():
+        values = np.unique(labels[bad])
+        raise ValueError(f"{path}: {int(bad.sum())} label(s) outside 0..{num_classes - 1} (e.g. "
+                         f"{values[:5].tolist()}, first at position {int(np.argmax(bad))}); this dataset has "
+                         f"{num_classes} classes, so the file is corrupt or belongs to another dataset: "
+                         f"{_REFETCH}.")
+    return labels
+
+
+def _read_idx_images(files: Dict[str, Path], num_classes: int = 10
+                     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Train/test images ``[N, 1, H, W]`` (uint8) and labels (int64) from the four IDX files, checked:
+    uint8 pixels, ``[N, H, W]`` images and ``[N]`` labels in ``0 .. num_classes - 1``, one image size."""
     out = []
+    size = None
     for part in ("train", "t10k"):
-        images = read_idx(files[f"{part}-images-idx3-ubyte"])
-        labels = read_idx(files[f"{part}-labels-idx1-ubyte"])
+        image_path, label_path = files[f"{part}-images-idx3-ubyte"], files[f"{part}-labels-idx1-ubyte"]
+        images = read_idx(image_path)
+        labels = read_idx(label_path)
+        if images.dtype != np.uint8:
+            raise ValueError(f"{image_path}: MNIST-style images must have uint8 pixels (IDX type code 0x08), "
+                             f"found {images.dtype}; the file is not an image file of this dataset: {_REFETCH}.")
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise ValueError(
-                f"{files[f'{part}-images-idx3-ubyte']}: expected [N, H, W] images and [N] labels, got "
-                f"{images.shape} and {labels.shape}; the files do not belong together.")
-        out += [images[:, None], labels.astype(np.int64)]
+                f"{image_path}: expected [N, H, W] images and [N] labels, got {images.shape} and "
+                f"{labels.shape} ({label_path}); the files do not belong together: {_REFETCH}.")
+        if size is None:
+            size = images.shape[1:]
+        elif images.shape[1:] != size:
+            raise ValueError(f"{image_path}: test images are {images.shape[1]}x{images.shape[2]} but the "
+                             f"training images are {size[0]}x{size[1]}; the files come from different "
+                             f"datasets: {_REFETCH}.")
+        out += [images[:, None], _check_labels(labels, num_classes, label_path)]
     return out[0], out[1], out[2], out[3]
 
 
-def _read_cifar_batch(path: Path) -> Tuple[np.ndarray, np.ndarray]:
+_CIFAR_BATCH = "a CIFAR-10 batch"
+
+
+def _read_cifar_batch(path: Path, num_classes: int = 10) -> Tuple[np.ndarray, np.ndarray]:
     """One ``cifar-10-batches-py`` pickle batch: images ``[N, 3, 32, 32]`` uint8 and int64 labels.
 
-    The batches are Python pickles (the format CIFAR-10 is distributed in); only load files you trust.
+    The batch is read with a restricted unpickler (:data:`~neuronlab.data._safeio.CIFAR_GLOBALS`): a file
+    that names anything but numpy arrays and plain builtin data is refused before anything in it runs.
+    Checked: a dict with ``data`` (``[N, 3072]`` values in ``0 .. 255``) and ``N`` integer ``labels`` in
+    ``0 .. num_classes - 1``.
     """
-    with open(path, "rb") as handle:
-        batch = pickle.load(handle, encoding="latin1")
+    if not path.is_file():
+        raise FileNotFoundError(f"CIFAR-10 batch not found: {path}; {_REFETCH}.")
+    batch = restricted_load(path, CIFAR_GLOBALS, _CIFAR_BATCH, _REFETCH)
     if not isinstance(batch, dict) or "data" not in batch or "labels" not in batch:
-        raise ValueError(f"{path}: not a CIFAR-10 python batch (expected a dict with 'data' and 'labels').")
-    data = np.asarray(batch["data"], dtype=np.uint8)
-    labels = np.asarray(batch["labels"], dtype=np.int64)
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+        raise ValueError(f"{path}: not a CIFAR-10 python batch (expected a dict with 'data' and 'labels', "
+                         f"found {type(batch).__name__}); {_REFETCH}.")
+    data = np.asarray(batch["data"])
+    if data.dtype != np.uint8:
+        if data.dtype.kind not in "iuf" or data.size and not (
+                np.isfinite(data).all() and (data == np.round(data)).all() and data.min() >= 0
+                and data.max() <= 255):
+            raise ValueError(f"{path}: 'data' must hold pixel values 0..255, found dtype {data.dtype}"
+                             + (f" with values from {data.min()} to {data.max()}"
+                                if data.dtype.kind in "iuf" and data.size else "")
+                             + f"; the file is corrupt: {_REFETCH}.")
+        data = data.astype(np.uint8)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or np.ndim(batch["labels"]) != 1 \
+            or len(batch["labels"]) != len(data):
         raise ValueError(f"{path}: expected 'data' of shape [N, 3072] and N labels, got {data.shape} "
-                         f"and {labels.shape}; the file is corrupt.")
+                         f"and {np.shape(batch['labels'])}; the file is corrupt: {_REFETCH}.")
+    labels = _check_labels(np.asarray(batch["labels"]), num_classes, path)
     return data.reshape(-1, 3, 32, 32), labels
 
 
+def _read_cifar_classes(meta: Path) -> List[str]:
+    """The class names in ``batches.meta`` (read like a batch), checked to be 10 strings."""
+    content = restricted_load(meta, CIFAR_GLOBALS, "CIFAR-10's batches.meta", _REFETCH)
+    names = content.get("label_names") if isinstance(content, dict) else None
+    if not isinstance(names, (list, tuple)) or len(names) != len(_CIFAR10_CLASSES) \
+            or not all(isinstance(n, (str, bytes)) for n in names):
+        raise ValueError(f"{meta}: expected a dict whose 'label_names' lists the {len(_CIFAR10_CLASSES)} class "
+                         f"names of CIFAR-10, found {names!r:.120}; {_REFETCH} (or delete only this file: "
+                         f"the standard class names are used without it).")
+    return [n.decode("latin1") if isinstance(n, bytes) else n for n in names]
+
+
 def _read_cifar10(folder: Path) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, List[str]]:
-    """All of ``cifar-10-batches-py``: train (5 batches), test, and class names from ``batches.meta``."""
+    """All of ``cifar-10-batches-py``: train (5 batches), test, and class names from ``batches.meta``
+    (the standard names if that file is absent)."""
     train = [_read_cifar_batch(folder / name) for name in _CIFAR10_TRAIN]
     x_test, y_test = _read_cifar_batch(folder / _CIFAR10_TEST)
-    classes = list(_CIFAR10_CLASSES)
     meta = folder / "batches.meta"
-    if meta.is_file():
-        with open(meta, "rb") as handle:
-            names = pickle.load(handle, encoding="latin1").get("label_names")
-        if names:
-            classes = [str(n) for n in names]
+    classes = _read_cifar_classes(meta) if meta.is_file() else list(_CIFAR10_CLASSES)
     x_train = np.concatenate([b[0] for b in train])
     y_train = np.concatenate([b[1] for b in train])
     return x_train, y_train, x_test, y_test, classes
@@ -300,18 +391,21 @@ def _load_idx_dataset(req: LoadRequest) -> DatasetSplits:
     looked_in = [raw] + ([Path(FASHION_MNIST_DEBIAN_DIR)] if req.name == "fashion-mnist" else [])
     found = _locate_idx(req.name, req.root)
     if found is None:
+        missing = [f"{stem} (or .gz)" for stem in _missing_idx_files(raw)]
         if not req.download:
-            raise not_available_error(req.name, req.root, looked_in, "no local files and download=False.")
+            raise not_available_error(req.name, req.root, looked_in,
+                                      _partial_set_reason(raw, missing, len(_IDX_STEMS), "download=False"))
         import torchvision.datasets as tvd
 
         cls = tvd.MNIST if req.name == "mnist" else tvd.FashionMNIST
         # train=False: torchvision downloads all four files but then only parses the small test set.
-        guarded_download(req, looked_in, [req.root, req.root / folder_name, raw],
-                         lambda: cls(str(req.root), train=False, download=True))
+        guarded_download(req, looked_in, [folder_name],
+                         lambda folder: cls(str(folder), train=False, download=True))
         files = _find_idx_files(raw)
         if files is None:
             raise not_available_error(req.name, req.root, looked_in,
-                                      "the download finished but the files are missing.")
+                                      f"the download finished but {', '.join(_missing_idx_files(raw))} "
+                                      f"(plain or .gz) is still missing in {raw}.")
         found = files, f"downloaded by torchvision into {raw}"
     files, where = found
     x_train, y_train, x_test, y_test = _read_idx_images(files)
@@ -320,25 +414,33 @@ def _load_idx_dataset(req: LoadRequest) -> DatasetSplits:
     return _images_to_splits(req.name, parts, 255.0, classes, where, req.flatten, req.standardize, req.seed)
 
 
+def _cifar_missing(folder: Path) -> List[str]:
+    return [name for name in _CIFAR10_TRAIN + (_CIFAR10_TEST,) if not (folder / name).is_file()]
+
+
 def _cifar_complete(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in _CIFAR10_TRAIN + (_CIFAR10_TEST,))
+    return not _cifar_missing(folder)
 
 
 def _load_cifar10(req: LoadRequest) -> DatasetSplits:
     folder = req.root / _CIFAR10_FOLDER
     where = f"cifar-10-batches-py: {folder}"
-    if not _cifar_complete(folder):
+    missing = _cifar_missing(folder)
+    if missing:
         if not req.download:
-            raise not_available_error(req.name, req.root, [folder], "no local files and download=False.")
+            raise not_available_error(req.name, req.root, [folder],
+                                      _partial_set_reason(folder, missing, 6, "download=False"))
         import torchvision.datasets as tvd
 
-        # torchvision downloads and extracts cifar-10-python.tar.gz into root (checking its md5);
-        # the batches are then read by our own reader, which also accepts small hand-made batches.
-        guarded_download(req, [folder], [req.root, folder],
-                         lambda: tvd.CIFAR10(str(req.root), train=False, download=True))
+        # torchvision downloads cifar-10-python.tar.gz into a staging folder, checks its md5, extracts it
+        # and checks every batch's md5 before it reads the (then genuine) test batch itself; the batches
+        # are then read by our own restricted reader, which also accepts small hand-made batches.
+        guarded_download(req, [folder], ["cifar-10-python.tar.gz", _CIFAR10_FOLDER],
+                         lambda staging: tvd.CIFAR10(str(staging), train=False, download=True))
         if not _cifar_complete(folder):
             raise not_available_error(req.name, req.root, [folder],
-                                      "the download finished but the batches are missing.")
+                                      f"the download finished but {', '.join(_cifar_missing(folder))} "
+                                      f"is still missing in {folder}.")
         where = f"downloaded by torchvision into {folder}"
     x_train, y_train, x_test, y_test, classes = _read_cifar10(folder)
     parts = _official_test_parts(req, x_train, y_train, x_test, y_test, default_val=5_000)

@@ -11,8 +11,10 @@ Also here, because every loader shares them:
 * the image result type :class:`DatasetSplits` and :func:`check_seed`;
 * the error :class:`DatasetNotAvailableError`, built by :func:`not_available_error` with a message that
   says where the loader looked, how to get the data and which offline dataset can stand in;
-* :func:`guarded_download` and :func:`rollback_on_failure`, which make a failed download leave no new
-  files or (empty) folders behind.
+* :func:`guarded_download` and :func:`rollback_on_failure`: a download writes into a private staging
+  folder and is moved into the data folder only when it has succeeded, so a failed one leaves no new
+  files or (empty) folders behind -- and removes nothing but what it wrote itself (another notebook may
+  be writing into the same data folder at the same time).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import os
-import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 from ..config import DATA_ENV, data_dir
+from ._safeio import publish, remove, staging_path
 from .transforms import resolve_size
 
 __all__ = [
@@ -346,43 +348,39 @@ def not_available_error(name: str, root: Path, looked_in: Sequence[Path], reason
     return DatasetNotAvailableError("\n".join(lines), dataset=name, looked_in=looked_in)
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            path.unlink()
-        except OSError:
-            pass
-
-
 @contextmanager
 def rollback_on_failure(paths: Sequence[Path]) -> Iterator[None]:
-    """Undo what a failed download created under ``paths``.
+    """Undo what a failed block created at ``paths`` -- and nothing else.
 
-    Before: a folder that does not exist yet is remembered by its topmost missing ancestor; a folder that
-    exists is remembered by its entries. On any exception the new ancestors are removed and, in existing
-    folders, the entries that were not there before; then the exception propagates.
+    ``paths`` are the files or folders that the block itself writes, e.g. a uniquely named staging folder
+    (never a shared folder such as the data folder itself: what other notebooks write there is theirs).
+    Before the block, every path that does not exist yet is remembered, with the folders above it that do
+    not exist either. On any exception, each remembered path is removed if it exists by then (it did not
+    exist before, so this block made it), and the remembered folders above it are removed, deepest
+    first, only if they are empty: a folder that someone else wrote into meanwhile is kept with what they
+    wrote. A path that existed before the block is never touched, nor anything in it. Then the exception
+    propagates.
     """
     created: List[Path] = []
-    before: Dict[Path, set] = {}
+    parents: List[Path] = []
     for path in map(Path, paths):
-        if path.is_dir():
-            before[path] = set(os.listdir(path))
-        elif not path.exists():
-            top = path
-            while not top.parent.exists():
-                top = top.parent
-            created.append(top)
+        if os.path.lexists(path):
+            continue
+        created.append(path)
+        top = path.parent
+        while not os.path.lexists(top) and top != top.parent:
+            parents.append(top)
+            top = top.parent
     try:
         yield
     except BaseException:
-        for top in created:
-            _remove(top)
-        for path, names in before.items():
-            if path.is_dir():
-                for entry in set(os.listdir(path)) - names:
-                    _remove(path / entry)
+        for path in created:
+            remove(path)
+        for folder in sorted(set(parents), key=lambda p: len(p.parts), reverse=True):
+            try:
+                folder.rmdir()                  # only if empty
+            except OSError:
+                pass
         raise
 
 
@@ -394,32 +392,75 @@ def _first_line(err: BaseException, limit: int = 300) -> str:
     return f"{type(err).__name__}: {text}".strip()
 
 
-def guarded_download(req: LoadRequest, looked_in: Sequence[Path], touched: Sequence[Path],
-                     action: Callable[[], Any]) -> Any:
-    """Run ``action`` (a download) with rollback; any failure becomes a DatasetNotAvailableError.
+def guarded_download(req: LoadRequest, looked_in: Sequence[Path], touched: Sequence[PathLike],
+                     action: Callable[[Path], Any]) -> Any:
+    """Run a download in a private staging folder, then move what it produced into the data folder.
+
+    ``action`` gets a new, empty, uniquely named folder inside the data folder ``req.root`` (created,
+    with its missing parents, if need be) and downloads into it as if it were the data folder. When it
+    succeeds, each entry of the staging folder named in ``touched`` is moved into the data folder without
+    replacing anything already there (a file that is there -- the user's, or another notebook's that
+    finished first -- is kept), and the staging folder is removed. When it fails, only the staging folder
+    and the parent folders created for it (if still empty) are removed, with
+    :func:`rollback_on_failure`: files that another notebook writes into the data folder meanwhile, and
+    everything that was there before, survive. Other notebooks never see a half-downloaded dataset.
 
     Args:
         req: the request being served (its name and root go into the error message).
         looked_in: the folders that were searched, for the error message.
-        touched: the folders the download may create or write into; see :func:`rollback_on_failure`.
-        action: does the download and returns what the caller needs.
+        touched: the entries the download creates, named relative to the data folder (e.g. ``["MNIST"]``
+            or ``["cifar-10-python.tar.gz", "cifar-10-batches-py"]``); anything else it writes is dropped.
+        action: ``action(folder)`` downloads into ``folder`` and returns what the caller needs; it must
+            not keep a reference to files in ``folder`` (they are moved when it returns).
 
     Returns:
         What ``action`` returned.
+
+    Raises:
+        DatasetNotAvailableError: the download failed (no network, a server error, a data folder that
+            cannot be written); the message has the first line of the original error.
+        ValueError: the data folder is an existing file, not a folder.
     """
+    root = Path(req.root)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"The data folder {root} is a file, not a folder: pass root=... (or set {DATA_ENV}) "
+                         f"to a folder where datasets may be downloaded.")
+    names = []
+    for entry in map(Path, touched):
+        if entry.is_absolute():
+            entry = entry.relative_to(root)
+        names.append(entry.parts[0])
+    staging = staging_path(root, req.name)
     try:
-        with rollback_on_failure(touched):
-            return action()
+        # the staging folder is this call's alone; the data folder and its parents are removed on failure
+        # only if this call created them and they are still empty
+        with rollback_on_failure([staging]):
+            try:
+                staging.mkdir(parents=True)
+            except OSError as err:
+                raise not_available_error(
+                    req.name, req.root, looked_in,
+                    f"cannot write into the data folder {root} ({_first_line(err)}); pass root=... (or set "
+                    f"{DATA_ENV}) to a folder you can write.") from err
+            result = action(staging)
+            for name in dict.fromkeys(names):
+                if os.path.lexists(staging / name):
+                    publish(staging / name, root / name)
+        return result
     except DatasetNotAvailableError:
         raise
     except Exception as err:  # network errors come in many types (URLError, aiohttp, RuntimeError, ...)
         raise not_available_error(req.name, req.root, looked_in,
                                   f"the download failed ({_first_line(err)}).") from err
+    finally:
+        remove(staging)                         # what publish left behind (copies of files that were kept)
 
 
 # --------------------------------------------------------------------------------------------------
 # Public entry points
 # --------------------------------------------------------------------------------------------------
+
+_COMMON_ARGUMENTS = ("root", "seed", "download", "flatten", "standardize", "val_size", "test_size")
 
 
 def load_dataset(name: str, *, root: Optional[PathLike] = None, seed: int = 0, download: bool = True,
@@ -478,8 +519,19 @@ def load_dataset(name: str, *, root: Optional[PathLike] = None, seed: int = 0, d
     Returns:
         A :class:`DatasetSplits` for image data, a ``torch_geometric.data.Data`` for graphs.
 
+    Every argument is checked before anything is read, downloaded or written: an unknown name (the
+    message suggests the closest one), a seed that is not an integer in ``[0, 2**32)``, sizes that are
+    not counts or fractions in ``[0, 1)`` (NaN and infinity included), ``download`` / ``flatten`` /
+    ``standardize`` that are not booleans, a ``root`` that is not a path, a misspelt or foreign keyword
+    option (the message suggests the closest one) and the dataset's own options (e.g. a non-finite
+    ``signal`` of ``csbm``) each raise ``ValueError`` saying what to pass instead. Files are checked as
+    they are read: labels outside ``0 .. num_classes - 1``, a file of the set that is missing, a truncated
+    file, or a pickle that names anything but plain data (it is refused, never run) raise an error that
+    names the file.
+
     Raises:
-        ValueError: unknown name (with the closest known name), bad sizes, seed or keyword arguments.
+        ValueError: unknown name (with the closest known name), bad sizes, seed, flags or keyword
+            arguments; a dataset file that is corrupt, has labels out of range or is not what it should be.
         DatasetNotAvailableError: the data is neither on this machine nor downloadable now; the message
             says where it looked, how to get it and which offline dataset to use instead.
 
@@ -490,11 +542,23 @@ def load_dataset(name: str, *, root: Optional[PathLike] = None, seed: int = 0, d
     key = _canonical(name)
     spec = _REGISTRY[key]
     seed = check_seed(seed)
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise ValueError(f"root must be a folder path (a str or pathlib.Path), got {root!r} of type "
+                         f"{type(root).__name__}; or leave it out to use {DATA_ENV} / ~/.neuronlab/data.")
+    for value, what in ((download, "download"), (flatten, "flatten"), (standardize, "standardize")):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{what} must be True or False, got {value!r} of type {type(value).__name__} "
+                             f"(a string such as 'no' would count as True).")
     unexpected = sorted(set(kwargs) - set(spec.kwargs))
     if unexpected:
         accepted = ", ".join(spec.kwargs) if spec.kwargs else "none"
-        raise ValueError(f"load_dataset({key!r}) got unexpected keyword argument(s) {unexpected}; "
-                         f"its options are: {accepted}.")
+        hints = [f"{u!r} -> {close[0]!r}" for u in unexpected
+                 for close in [difflib.get_close_matches(u, list(spec.kwargs) + list(_COMMON_ARGUMENTS), n=1,
+                                                         cutoff=0.6)] if close]
+        hint = f" Did you mean: {', '.join(hints)}?" if hints else ""
+        raise ValueError(f"load_dataset({key!r}) got unexpected keyword argument(s) {unexpected};{hint} "
+                         f"its options are: {accepted} (and the common arguments "
+                         f"{', '.join(_COMMON_ARGUMENTS)}).")
     for value, what in ((val_size, "val_size"), (test_size, "test_size")):
         if value is not None:
             resolve_size(value, 0, what)        # type and range checks before any disk or network access

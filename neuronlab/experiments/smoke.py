@@ -66,10 +66,20 @@ _CIFAR10_LABEL_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", 
 
 
 def smoke_requested(smoke: Optional[bool] = None) -> bool:
-    """``smoke`` if given, else whether :data:`SMOKE_ENV` is set to ``1``/``true``/``yes``/``on``."""
+    """``smoke`` if given, else whether :data:`SMOKE_ENV` is set to ``1``/``true``/``yes``/``on``.
+
+    Unset, empty or ``0``/``false``/``no``/``off`` mean no smoke mode. Any other value is refused: a
+    misspelt "ture" silently meaning "off" would start the real full-profile training.
+    """
     if smoke is not None:
         return bool(smoke)
-    return os.environ.get(SMOKE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    value = os.environ.get(SMOKE_ENV, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{SMOKE_ENV}={os.environ[SMOKE_ENV]!r} is neither on (1/true/yes/on) nor off "
+                     f"(0/false/no/off, or unset): fix or unset it")
 
 
 # ------------------------------------------------------------------------------------------------ budget

@@ -225,3 +225,17 @@ def test_progress_bars_in_the_full_profile_only(name, profile, isolated, monkeyp
     with pytest.raises(Reached):
         module.run_experiment(experiment, run, progress=False)
     assert seen[-1] == (run.device, False)
+
+
+@pytest.mark.parametrize("value, expected", [("1", True), ("Yes", True), (" on ", True), ("", False),
+                                             ("0", False), ("off", False), ("FALSE", False)])
+def test_smoke_environment_values(value, expected, monkeypatch):
+    monkeypatch.setenv(smoke.SMOKE_ENV, value)
+    assert smoke.smoke_requested() is expected
+
+
+@pytest.mark.parametrize("value", ["ture", "2", "smoke", "y e s"])
+def test_a_misspelt_smoke_variable_is_refused_not_read_as_off(value, monkeypatch):
+    monkeypatch.setenv(smoke.SMOKE_ENV, value)
+    with pytest.raises(ValueError, match="neither on"):
+        smoke.smoke_requested()
