@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["glue", "glue_text", "glue_figure", "count_phrase"]
+__all__ = ["glue", "glue_text", "glue_figure", "count_phrase", "join_phrase"]
 
 
 class _Phrase(str):
@@ -78,6 +78,21 @@ def count_phrase(count: int, total: int) -> str:
     if count == 0:
         return f"none of the {total}"
     return f"{count} of {total}"
+
+
+def join_phrase(items, empty: str = "none") -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"``: a list in words for a sentence; ``empty`` when there
+    is nothing.
+
+    >>> join_phrase(["MLP-3"]), join_phrase(["MLP-3", "MLP-6"])
+    ('MLP-3', 'MLP-3 and MLP-6')
+    >>> join_phrase(["a", "b", "c"]), join_phrase([])
+    ('a, b and c', 'none')
+    """
+    items = [str(i) for i in items]
+    if not items:
+        return empty
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def glue_figure(name: str, fig) -> None:

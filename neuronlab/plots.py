@@ -191,17 +191,24 @@ def plot_reproduction(frame: pd.DataFrame, row: str, method: str, value: str = "
     return fig
 
 
-def plot_signal_profile(profiles: Mapping[str, pd.DataFrame], axes: Optional[Sequence] = None, title: str = ""):
+def plot_signal_profile(profiles: Mapping[str, pd.DataFrame], axes: Optional[Sequence] = None, title: str = "",
+                        styles: Optional[Sequence[int]] = None, legend: bool = True):
     """Plot forward (activation std) and backward (gradient std) signal against depth, one line per profile
     (:func:`neuronlab.signal.signal_profile` frames), in two stacked panels.
 
-    Both axes use a log scale: a constant per-layer factor appears as a straight line. Returns the figure.
+    Both axes use a log scale: a constant per-layer factor appears as a straight line; a panel spans two
+    decades at least, so that a flat profile looks flat. ``styles`` gives each profile's
+    :func:`method_style` index (default: their order), so that a method keeps its look across figures.
+    Returns the figure.
     """
     if axes is None:
         fig, axes = book_figure(2, 1, panel_height=2.6, sharex=True)
     else:
         fig = axes[0].figure
-    for i, (label, frame) in enumerate(profiles.items()):
+    indices = list(styles) if styles is not None else list(range(len(profiles)))
+    if len(indices) != len(profiles):
+        raise ValueError(f"styles has {len(indices)} entries for {len(profiles)} profiles")
+    for i, (label, frame) in zip(indices, profiles.items()):
         style = method_style(i)
         for ax, column in zip(axes, ("activation_std", "gradient_std")):
             ax.plot(frame["layer"], frame[column], label=label, markevery=max(1, len(frame) // 10), **style)
@@ -214,7 +221,8 @@ def plot_signal_profile(profiles: Mapping[str, pd.DataFrame], axes: Optional[Seq
         ax.set_ylabel(what)
         ax.grid(alpha=0.3, which="both")
     axes[-1].set_xlabel("layer")
-    axes[0].legend(loc="best")
+    if legend:
+        axes[0].legend(loc="best")
     if title:
         fig.suptitle(title)
     return fig

@@ -167,7 +167,7 @@ def main(argv=None) -> int:
         print("no headless browser (chromium) found: browser check skipped")
         return 0
     failures, queue, unread = 0, pages(args.html), {}
-    for attempt in range(2):  # a page the browser returned without a report gets a second try at the end
+    for _ in range(2):  # a page the browser returned without a report gets a second try at the end
         for page in queue:
             name = page.relative_to(args.html)
             try:

@@ -26,3 +26,27 @@ def tiny_mnist_like():
                            x_train=torch.randn(200, 784, generator=g), y_train=torch.arange(10).repeat(20),
                            x_val=torch.randn(50, 784, generator=g), y_val=torch.arange(10).repeat(5),
                            x_test=torch.randn(50, 784, generator=g), y_test=torch.arange(10).repeat(5))
+
+
+@pytest.fixture
+def record_durable_writes(monkeypatch):
+    """Call it to start recording, in order, every ``os.fsync`` (``"file"`` or ``"folder"``) and every
+    ``os.replace`` (``"rename"``); returns the list the events go into. The calls still happen."""
+    import stat
+
+    def start():
+        events, real_fsync, real_replace = [], os.fsync, os.replace
+
+        def fsync(fd):
+            events.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+            real_fsync(fd)
+
+        def replace(src, dst):
+            events.append("rename")
+            real_replace(src, dst)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "replace", replace)
+        return events
+
+    return start

@@ -172,3 +172,14 @@ def test_axis_helpers_mark_a_cut_axis_and_write_plain_log_ticks():
     plots.mark_axis_break(ax)
     assert len(ax.lines) == before + 2 and all(not line.get_clip_on() for line in ax.lines[before:])
     plt.close(fig)
+
+
+def test_signal_profile_keeps_each_method_in_its_style():
+    frame = pd.DataFrame({"layer": [1, 2], "activation_std": [1.0, 0.5], "gradient_std": [1.0, 2.0]})
+    fig = plots.plot_signal_profile({"He": frame, "LSUV": frame}, styles=[3, 1], legend=False)
+    colours = [line.get_color() for line in fig.axes[0].lines]
+    assert colours == [plots.PALETTE[3], plots.PALETTE[1]] and fig.axes[0].get_legend() is None
+    plt.close(fig)
+    with pytest.raises(ValueError, match="styles has 1 entries for 2 profiles"):
+        plots.plot_signal_profile({"He": frame, "LSUV": frame}, styles=[0])
+    plt.close("all")

@@ -106,29 +106,15 @@ def test_many_threads_writing_the_same_and_different_records(tmp_path):
         assert config_key(json.loads(file.read_text())["config"]) == file.stem
 
 
-def test_put_fsyncs_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
-    import stat
-
-    events = []
-    real_fsync, real_replace = os.fsync, os.replace
-
-    def fsync(fd):
-        events.append("fsync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
-        real_fsync(fd)
-
-    def replace(src, dst):
-        events.append("rename")
-        real_replace(src, dst)
-
+def test_put_fsyncs_the_file_before_the_rename_and_the_folder_after(tmp_path, record_durable_writes):
     store = RunStore(tmp_path / "s")
     store.put({"a": 0}, {"v": 0})   # creates the folder
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+    events = record_durable_writes()
     store.put({"a": 1}, {"v": 1})
     if os.name == "posix":
-        assert events == ["fsync file", "rename", "fsync folder"]
+        assert events == ["file", "rename", "folder"]
     else:
-        assert events[:2] == ["fsync file", "rename"]
+        assert events[:2] == ["file", "rename"]
 
 
 def test_a_write_that_fails_leaves_the_previous_record_and_no_temporary(tmp_path, monkeypatch):

@@ -502,19 +502,8 @@ def test_a_finished_run_is_read_without_writing(tmp_path, monkeypatch):
     assert _same_state(model, _snapshot(trained))
 
 
-def test_the_file_is_synced_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
-    events, real_fsync, real_replace = [], os.fsync, os.replace
-
-    def fsync(fd):
-        events.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
-        real_fsync(fd)
-
-    def replace(src, dst):
-        events.append("rename")
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+def test_the_file_is_synced_before_the_rename_and_the_folder_after(tmp_path, record_durable_writes):
+    events = record_durable_writes()
     _checkpointed(tmp_path / "run.pt", epochs=2)
     expected = ["file", "rename", "folder"] if os.name == "posix" else ["file", "rename"]
     assert events == expected * 2

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..book import count_phrase
+from ..book import count_phrase, join_phrase
 from ..campaign import BASES, MODES, campaign_
 from ..init import he_, lsuv_, xavier_
 from ..models import build_model
@@ -38,7 +38,7 @@ __all__ = ["CHAPTER", "TITLE", "SETTINGS", "EXPERIMENTS", "STORED", "PAPER_TABLE
            "ARCHITECTURES", "METHOD_LABELS", "FASHION_DATASET", "FASHION_METHODS", "CNN_ARCH", "CNN_METHODS",
            "setup", "experiment_grid", "initialize_for_method", "fit_protocol", "train_campaign_run", "run_config",
            "run_experiment", "comparison_table", "cnn_table", "summary", "network_label", "reproduction_frame",
-           "compare_methods", "comparison_phrase", "best_counts", "first_epoch_below", "join_phrase"]
+           "compare_methods", "comparison_phrase", "best_counts", "first_epoch_below"]
 
 CHAPTER = "ch02"
 TITLE = "Neuron Campaign initialization guided by the information bottleneck (IBCI)"
@@ -415,13 +415,3 @@ def first_epoch_below(a: Sequence[float], b: Sequence[float]) -> Optional[int]:
     return int(above[-1] + 2) if len(above) else 1
 
 
-def join_phrase(items: Sequence[str], empty: str = "none") -> str:
-    """``"a"``, ``"a and b"``, ``"a, b and c"``: a list in words; ``empty`` when there is nothing.
-
-    >>> join_phrase(["Xavier 2-layer", "He 2-layer", "He 5-layer"])
-    'Xavier 2-layer, He 2-layer and He 5-layer'
-    """
-    items = [str(i) for i in items]
-    if not items:
-        return empty
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]

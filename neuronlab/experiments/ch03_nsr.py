@@ -47,7 +47,7 @@ __all__ = [
     "setup", "family_of", "paper_model", "fit_family", "regularized_layers", "train_nsr_run",
     "steadiness_history", "mlp_grid", "experiment_grid", "config_data", "run_config", "run_experiment",
     "missing_runs", "tidy", "select_lambda", "summary_table", "comparison_table", "summary",
-    "relative_gain", "and_join", "change_phrase", "reproduction_frame", "gain_table", "paper_gnn_gains",
+    "relative_gain", "change_phrase", "reproduction_frame", "gain_table", "paper_gnn_gains",
     "parse_benchmark", "benchmark_summary",
 ]
 
@@ -582,20 +582,6 @@ def relative_gain(vanilla: float, other: float) -> float:
     28.4
     """
     return 100.0 * (vanilla - other) / vanilla
-
-
-def and_join(items: Sequence[str], empty: str = "none") -> str:
-    """``"a"``, ``"a and b"``, ``"a, b and c"`` (``empty`` for no items): a list of names for a sentence.
-
-    >>> and_join(["MLP-3"]), and_join(["MLP-3", "MLP-6"])
-    ('MLP-3', 'MLP-3 and MLP-6')
-    >>> and_join(["a", "b", "c"]), and_join([])
-    ('a, b and c', 'none')
-    """
-    items = [str(i) for i in items]
-    if not items:
-        return empty
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def change_phrase(new: float, old: float) -> str:

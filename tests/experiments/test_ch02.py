@@ -10,6 +10,7 @@ import torch
 
 from neuronlab import init, models, train
 from neuronlab.experiments import _common
+from neuronlab import book
 from neuronlab.experiments import ch02_campaign as ch02
 from neuronlab.runs import config_key
 
@@ -239,9 +240,9 @@ def test_first_epoch_below_and_join_phrase():
     assert ch02.first_epoch_below([1, 3], [2, 2]) is None
     with pytest.raises(ValueError, match="same"):
         ch02.first_epoch_below([1, 2], [1, 2, 3])
-    assert ch02.join_phrase([]) == "none" and ch02.join_phrase([], empty="no row") == "no row"
-    assert ch02.join_phrase(["a"]) == "a" and ch02.join_phrase(["a", "b"]) == "a and b"
-    assert ch02.join_phrase(["a", "b", "c"]) == "a, b and c"
+    assert book.join_phrase([]) == "none" and book.join_phrase([], empty="no row") == "no row"
+    assert book.join_phrase(["a"]) == "a" and book.join_phrase(["a", "b"]) == "a and b"
+    assert book.join_phrase(["a", "b", "c"]) == "a, b and c"
     assert ch02.network_label("he", "IBCI-5") == "He 5-layer"
 
 

@@ -16,6 +16,7 @@ import torch
 from neuronlab.classwise import IntraClassVariance
 from neuronlab.data import make_csbm
 from neuronlab.experiments import __main__ as cli
+from neuronlab import book
 from neuronlab.experiments import ch03_nsr as ch03
 from neuronlab.experiments._common import STORED_RESULTS
 from neuronlab.runs import config_key
@@ -327,7 +328,7 @@ def test_paper_gnn_gains_average_the_papers_four_datasets():
 
 
 def test_phrases_for_the_page():
-    assert ch03.and_join(["a", "b", "c"]) == "a, b and c" and ch03.and_join([], empty="no layer") == "no layer"
+    assert book.join_phrase(["a", "b", "c"]) == "a, b and c" and book.join_phrase([], empty="no layer") == "no layer"
     assert ch03.change_phrase(1.0, 1.0) == "the same"
     assert ch03.change_phrase(0.5, 1.0) == "2.0 times lower" and ch03.change_phrase(0.6, 1.0) == "40 % lower"
     assert ch03.change_phrase(2.0, 1.0) == "2.0 times higher"
