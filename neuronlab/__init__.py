@@ -10,7 +10,8 @@ Built in floors, each importing only from the floors below (see the book's API p
 2. shared statistics: :mod:`~neuronlab.classwise` (labels, class moments, intra-class variance)
 3. methods: :mod:`~neuronlab.init` and :mod:`~neuronlab.signal` (Chapter 1), :mod:`~neuronlab.campaign`
    (Chapter 2), :mod:`~neuronlab.nsr` and :mod:`~neuronlab.regularizers` (Chapter 3),
-   :mod:`~neuronlab.cooperating` (Chapter 4)
+   :mod:`~neuronlab.cooperating` (Chapter 4), :mod:`~neuronlab.similarity`, :mod:`~neuronlab.neurons` and
+   :mod:`~neuronlab.rejuvenation` (Chapter 5)
 4. :mod:`~neuronlab.experiments`: the papers' tables, grids and runs, one module per chapter, and the
    command line ``python -m neuronlab.experiments``
 5. :mod:`~neuronlab.widgets`: interactive explorers
@@ -23,7 +24,8 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _SUBMODULES = ("config", "data", "models", "probe", "train", "runs", "plots", "book", "classwise", "init",
-               "signal", "campaign", "nsr", "regularizers", "cooperating", "experiments", "widgets")
+               "signal", "campaign", "nsr", "regularizers", "cooperating", "similarity", "neurons", "rejuvenation",
+               "experiments", "widgets")
 __all__ = list(_SUBMODULES) + ["__version__"]
 
 

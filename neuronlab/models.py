@@ -39,6 +39,7 @@ __all__ = [
     "vgg19_cifar",
     "GCN",
     "GraphSAGE",
+    "BracketRNN",
     "count_parameters",
     "weights_restored_on_error",
     "build_model",
@@ -424,6 +425,86 @@ class GraphSAGE(_GraphNet):
     conv_type = "sage"
 
 
+class BracketRNN(nn.Module):
+    r"""A one-layer LSTM or GRU that reads bracket strings and predicts, at every step, whether ``")"`` may
+    come next (the Dyck-1 task of Suzgun, Gehrmann, Belinkov & Shieber 2019, 8 hidden units by default).
+
+    Children: ``rnn`` (``nn.LSTM`` or ``nn.GRU``, one layer, ``batch_first=True``, zero initial state),
+    ``tap`` (an ``nn.Identity`` on the hidden state sequence ``[B, T, hidden]``) and ``readout``
+    (``nn.Linear(hidden, 1)``):
+
+    .. math::
+
+        h_t = \mathrm{RNN}(x_t, h_{t-1}), \qquad \mathrm{logit}_t = w^\top h_t + b
+
+    ``tap`` exists because a hook on ``rnn`` receives a tuple (``(output, (h_n, c_n))`` for an LSTM):
+    record, ablate or attribute (Captum ``LayerConductance(model, model.tap)``) the hidden units there.
+    A hook on ``tap`` or ``rnn`` changes only what the read-out sees, never the recurrence: :math:`h_{t-1}`
+    inside the LSTM keeps its original value, so an "ablated" unit still carries the count to later steps.
+    To intervene inside the recurrence (and to see the LSTM's cell state :math:`c_t` at every step), run
+    the same weights step by step with :class:`neuronlab.neurons.UnrolledLSTM`.
+
+    The network is causal (one direction), so padding after a string's end does not change the outputs at
+    its real steps: padded batches need no packing. On a GPU, cuDNN runs an RNN's backward pass only in
+    training mode; for gradients of a model in eval mode (Captum attributions), call it inside
+    ``torch.backends.cudnn.flags(enabled=False)``.
+
+    Args:
+        cell: ``"lstm"`` or ``"gru"``.
+        hidden: number of hidden units.
+        num_symbols: size of the alphabet (2 for Dyck-1: ``0 = "("``, ``1 = ")"``).
+
+    ``forward(x)`` takes one-hot inputs ``[B, T, num_symbols]`` (float) or tokens ``[B, T]`` (integers,
+    one-hot encoded inside) and returns one logit per step, ``[B, T]``.
+
+    Raises:
+        ValueError: an unknown ``cell``, a non-positive size; in ``forward``, inputs of the wrong shape
+            or tokens outside ``0 .. num_symbols - 1``.
+
+    Example:
+        >>> model = BracketRNN("lstm", hidden=8)
+        >>> tokens = torch.tensor([[0, 0, 1, 1], [0, 1, 0, 1]])   # (()), ()()
+        >>> model(tokens).shape
+        torch.Size([2, 4])
+        >>> [name for name, _ in model.named_children()]
+        ['rnn', 'tap', 'readout']
+    """
+
+    _CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+
+    def __init__(self, cell: str = "lstm", hidden: int = 8, num_symbols: int = 2):
+        super().__init__()
+        key = cell.lower() if isinstance(cell, str) else None
+        if key not in self._CELLS:
+            raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}.")
+        for value, what in ((hidden, "hidden"), (num_symbols, "num_symbols")):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{what} must be a positive integer, got {value!r}.")
+        self.cell = key
+        self.hidden = hidden
+        self.num_symbols = num_symbols
+        self.rnn = self._CELLS[key](num_symbols, hidden, num_layers=1, batch_first=True)
+        self.tap = nn.Identity()
+        self.readout = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, T]`` (``")"`` allowed after step ``t``) from one-hot ``[B, T, S]`` or tokens ``[B, T]``."""
+        if torch.is_floating_point(x):
+            if x.dim() != 3 or x.shape[-1] != self.num_symbols:
+                raise ValueError(f"one-hot inputs must be [batch, steps, {self.num_symbols}], got shape "
+                                 f"{tuple(x.shape)}; or pass integer tokens [batch, steps].")
+        else:
+            if x.dim() != 2:
+                raise ValueError(f"tokens must be [batch, steps] integers, got shape {tuple(x.shape)}; or pass "
+                                 f"one-hot floats [batch, steps, {self.num_symbols}].")
+            if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.num_symbols):
+                raise ValueError(f"tokens must lie in 0 .. {self.num_symbols - 1}, got values "
+                                 f"{int(x.min())} .. {int(x.max())}.")
+            x = nn.functional.one_hot(x.long(), self.num_symbols).to(self.readout.weight.dtype)
+        sequence, _state = self.rnn(x)
+        return self.readout(self.tap(sequence)).squeeze(-1)
+
+
 def _weight_and_bias(layer: nn.Module) -> List[torch.Tensor]:
     return [t for t in (layer.weight, getattr(layer, "bias", None)) if t is not None]
 
@@ -497,6 +578,8 @@ def build_model(name: str, data: Any = None, *, activation: str = "relu", batchn
     ``ResNet-18[-w16]``         :func:`resnet18_cifar` (width 64 unless ``-wN``)
     ``VGG-19[-w16]``            :func:`vgg19_cifar` with BatchNorm (width 64 unless ``-wN``)
     ``GCN-2``, ``GraphSAGE-3``  :class:`GCN` / :class:`GraphSAGE` with that many layers, 64 hidden channels
+    ``BracketLSTM-8``,          :class:`BracketRNN` with that many hidden units, 2 symbols (Dyck-1)
+    ``BracketGRU-8``
     ==========================  ===============================================================
 
     Args:
@@ -549,5 +632,9 @@ def build_model(name: str, data: Any = None, *, activation: str = "relu", batchn
         cls = GCN if graph.group(1) == "GCN" else GraphSAGE
         return cls(need("in_features"), 64, need("num_classes"), num_layers=int(graph.group(2)),
                    dropout=0.5 if dropout is None else dropout)
+    bracket = re.fullmatch(r"BRACKET(LSTM|GRU)-(\d+)", key)
+    if bracket:
+        return BracketRNN(bracket.group(1).lower(), hidden=int(bracket.group(2)))
     raise ValueError(f"unknown architecture {name!r}: use MLP-3..MLP-10, IBCI-2/3/5, MLP-<hidden>x<width>, "
-                     "SmallCNN[-a-b], ResNet-18[-wN], VGG-19[-wN], GCN-<layers> or GraphSAGE-<layers>")
+                     "SmallCNN[-a-b], ResNet-18[-wN], VGG-19[-wN], GCN-<layers>, GraphSAGE-<layers>, "
+                     "BracketLSTM-<hidden> or BracketGRU-<hidden>")

@@ -1,5 +1,5 @@
 # Sourced by build_book.sh and test.sh: make .venv (if missing) and install neuronlab with its extras.
-# PYTHON picks the interpreter (default python3, 3.9 or newer).
+# PYTHON picks the interpreter (default python3, 3.10 or newer).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}

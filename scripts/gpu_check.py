@@ -5,6 +5,8 @@ r"""GPU check of the full profile: does every experiment train on CUDA, how fast
 Meant for a CUDA machine **without internet**: no dataset is read or downloaded. Every tensor is
 synthetic, of the real shape and size (see :data:`DATASETS`): the same arithmetic as the real runs, so
 the step times, evaluation times and GPU memory stand for theirs, while what the networks learn does not.
+The one exception is chapter 5's Dyck-1 bracket strings: :func:`neuronlab.data.dyck1_dataset` generates
+the real data in code, so they are used as they are.
 
 What it measures
 ----------------
@@ -12,14 +14,19 @@ What it measures
    :data:`neuronlab.experiments.CHAPTERS` and each experiment of its ``EXPERIMENTS``, the run
    configurations of ``experiment_grid(name, "full")`` are grouped into *settings*: configurations that
    differ only in what does not change the cost of a training step (seed, initialization scheme,
-   regularization strength, fraction of corrupted labels). Each setting's network is built by the
-   chapter's own code (``initialized_mlp``, ``build_model`` + ``initialize_for_method``, ``paper_model`` +
-   ``regularized_layers``, ``relu_mlp``), gets the chapter's optimizer (SGD, momentum, weight decay, Adam,
-   learning rate), batch size, loss terms (NSR, L1, L2, Jacobian, orthogonality) and augmentation
-   (CIFAR crop and flip), and is trained on the device for a capped number of steps, each step as
-   :func:`neuronlab.train.fit` takes it: a shuffled mini-batch gathered from the whole training split
-   held on the device (graphs: the whole graph, full batch), forward, cross-entropy plus the extra terms,
-   a finiteness check, backward, optimizer step.
+   regularization strength, fraction of corrupted labels, whether a network is rejuvenated). Each
+   setting's network is built by the chapter's own code (``initialized_mlp``, ``build_model`` +
+   ``initialize_for_method``, ``paper_model`` + ``regularized_layers``, ``relu_mlp``, ``vision_network``,
+   ``rejuvenation_network``, and :class:`~neuronlab.models.BracketRNN` as ``train_bracket_model`` builds
+   it), gets the chapter's optimizer (SGD, momentum, weight decay, Adam, learning rate), batch size, loss
+   terms (NSR, L1, L2, Jacobian, orthogonality, the L1 penalty on BatchNorm scales
+   :class:`~neuronlab.rejuvenation.GammaL1`) and augmentation (CIFAR crop and flip), and is trained on the
+   device for a capped number of steps, each step as :func:`neuronlab.train.fit` takes it: a shuffled
+   mini-batch gathered from the whole training split held on the device (graphs: the whole graph, full
+   batch), forward, cross-entropy plus the extra terms, a finiteness check, backward, optimizer step.
+   Chapter 5's bracket LSTMs go through ``fit`` too, as ``train_bracket_model`` calls it: the Dyck-1
+   training strings one-hot and padded to the longest, targets -1 on padding (``bracket_training_data``),
+   and ``masked_bce`` (binary cross-entropy over the real steps) in place of the cross-entropy.
 2. **The NSR overhead** on the device: MLP-4 (batch 100, NSR on the logits, m = 5) and ResNet-18
    (batch 128, NSR on the logits, m = 1), steps with and without :class:`neuronlab.nsr.NeuronSteadiness`
    on copies of the same network, interleaved step by step, median step times (the approach of
@@ -29,34 +36,40 @@ What it measures
 
 The synthetic data are learnable: every class has a fixed random template (an image, or a feature vector
 of a graph node) and a sample is its class's template plus Gaussian noise; graph edges join nodes of the
-same class with probability 0.8. A setting passes when every loss is finite, the network's parameters and
-its evaluation are finite after the steps, and the training loss fell (the mean data loss of the last
-quarter of the steps is below the first step's, the untrained network's; ``loss first`` and ``loss last``
-in the table).
+same class with probability 0.8 (Dyck-1 strings: the real ones). A setting passes when every loss is
+finite, the network's parameters and its evaluation are finite after the steps, and the training loss
+fell (the mean data loss of the last quarter of the steps is below the first step's, the untrained
+network's; ``loss first`` and ``loss last`` in the table).
 
 How to read the projection
 --------------------------
 ``s/step`` is the median wall time of one training step after a warm-up, synchronized.
 ``projected s/epoch = ceil(n_train / batch) * s/step + eval s``: the steps of one epoch over the real
 training split (1 step for a graph: full batch) plus one end-of-epoch evaluation of the validation and
-test splits (measured: ``fit`` evaluates both every epoch). ``projected hours = s/epoch * epochs * runs``
-with ``runs`` the configurations of the setting in the full grid (a run two experiments share, e.g. the
+test splits (measured: ``fit`` evaluates both every epoch; ``train_bracket_model`` gives ``fit`` neither
+split: 0 s). A run that trains on part of the training split (chapter 5's memorization runs:
+the first 10,000 images) has the steps of that part. ``projected hours = s/epoch * epochs * runs`` with
+``runs`` the configurations of the setting in the full grid (a run two experiments share, e.g. the
 vanilla and NSR runs of chapter 3's ``baselines`` that belong to ``mlp``, is counted once, under the
 experiment listed first). Runs are assumed to run one after another on one GPU of this kind. **The
 projection assumes no early stopping** where the protocol has it (chapter 4's grids stop after 5 epochs
 without a better validation accuracy; they are projected at their maximum of epochs), so it is an upper
-bound there. Not included: one-off initializations (LSUV, the IBCI campaign), the post-training analyses
-(chapter 3's intra-class variance, chapter 4's perplexities and layer classifiers, chapter 4's label-noise
-tracking every 10 epochs), loading the real data, and the first-epoch CUDA/cuDNN warm-up.
+bound there. Chapter 5's ``vision`` and ``bracket`` runs each train one network per seed (the analyses
+compare them): their ``epochs`` are the epochs of all those networks, networks x epochs per network, so
+that the same formula holds. Not included: one-off initializations (LSUV, the IBCI campaign), the
+post-training analyses (chapter 3's intra-class variance, chapter 4's perplexities and layer classifiers,
+chapter 4's label-noise tracking every 10 epochs, chapter 5's similarities, rankings, conductance,
+ablations, bracket interventions and per-epoch utilization tracking, and its rejuvenation step), loading
+the real data, and the first-epoch CUDA/cuDNN warm-up.
 
 Without CUDA (or with ``--dry``) it runs a **dry form**: the same code on the CPU with tiny step counts,
-tiny data (a few hundred samples or nodes, batches of at most 16) and the CIFAR networks at width 8, so
-that CI proves the script works; ``table.md`` then says "dry run on CPU: timings are not GPU timings".
+tiny data (a few hundred samples, nodes or strings, batches of at most 16) and the CIFAR networks at
+width 8, so that CI proves the script works; ``table.md`` then says "dry run on CPU: timings are not GPU timings".
 
 Output (``--out``, else ``$OUT`` when set, else ``gpu_check_out/``): ``table.csv`` and ``table.md``, one row
 per (chapter, experiment, setting) with the columns of :data:`COLUMNS`; ``table.md`` adds the device, the
-torch version, the NSR ratios, the hours per chapter and the data sizes with their sources. The exit status is 1 when a result is not finite, a loss did not fall
-or a setting failed, else 0.
+torch version, the NSR ratios, the hours per chapter and the data sizes with their sources. The exit
+status is 1 when a result is not finite, a loss did not fall or a setting failed, else 0.
 """
 
 from __future__ import annotations
@@ -92,11 +105,12 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from neuronlab import regularizers  # noqa: E402
-from neuronlab.data import random_crop_flip  # noqa: E402
+from neuronlab.data import dyck1_dataset, random_crop_flip  # noqa: E402
 from neuronlab.experiments import CHAPTERS, chapter  # noqa: E402
 from neuronlab.experiments.__main__ import chapter_name, folder_path, folder_problem  # noqa: E402
-from neuronlab.models import build_model  # noqa: E402
+from neuronlab.models import BracketRNN, SmallCNN, build_model  # noqa: E402
 from neuronlab.nsr import NeuronSteadiness  # noqa: E402
+from neuronlab.rejuvenation import GammaL1  # noqa: E402
 from neuronlab.train import StepContext, evaluate, fit, make_optimizer  # noqa: E402
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -109,6 +123,11 @@ COLUMNS = ["chapter", "experiment", "setting", "steps measured", "s/step", "proj
 
 
 # ============================================================================== the real datasets' sizes
+def _default(fn: Callable, name: str) -> Any:
+    """The default value of parameter ``name`` of ``fn`` (the protocol a run function applies)."""
+    return inspect.signature(fn).parameters[name].default
+
+
 @dataclass(frozen=True)
 class DataSize:
     """The size of a full-profile dataset as the real loader returns it: what the synthetic twin copies.
@@ -116,11 +135,13 @@ class DataSize:
     Dense data: ``shape`` is one sample's image shape ``(C, H, W)`` (MLPs see it flattened) and ``n_train``,
     ``n_val``, ``n_test`` the split sizes. Graphs: ``shape`` is ``(features,)``, ``nodes`` and ``edges`` (columns
     of ``edge_index``, both directions of an undirected edge counted) and the mask sizes as split sizes.
+    Sequences (Dyck-1): ``shape`` is ``(symbols,)``, the split sizes count strings, ``num_classes`` is 2 (the
+    per-step target: may ")" follow?).
     ``twin`` names the dataset whose synthetic tensors stand in (same shape and sizes).
     """
 
     name: str
-    kind: str  # "dense" or "graph"
+    kind: str  # "dense", "graph" or "sequence"
     shape: Tuple[int, ...]
     num_classes: int
     n_train: int
@@ -139,11 +160,15 @@ def _graph_size(name: str, nodes: int, edges: int, features: int, classes: int, 
     return DataSize(name, "graph", (features,), classes, *count, source=source, nodes=nodes, edges=edges)
 
 
+#: The lengths of Dyck-1's training and test strings, :func:`~neuronlab.data.dyck1_dataset`'s defaults
+#: (the protocol of Suzgun et al. 2019, which chapter 5's ``bracket_run`` uses).
+DYCK1_LENGTHS = (_default(dyck1_dataset, "train_lengths"), _default(dyck1_dataset, "test_lengths"))
+
 #: The full profile's datasets. Image split sizes are those of :mod:`neuronlab.data.images` (MNIST and
 #: Fashion-MNIST: the official 60,000 training images less a 10,000 validation split, the official 10,000
 #: test images; CIFAR-10: 50,000 less 5,000, and 10,000). Graph sizes are the PyTorch Geometric
 #: documentation's dataset statistics (``Planetoid``, ``Amazon``, ``WikiCS``), with the splits
-#: :mod:`neuronlab.data.graphs` uses.
+#: :mod:`neuronlab.data.graphs` uses. Dyck-1: chapter 5's full profile (``bracket_train``, ``bracket_test``).
 DATASETS: Dict[str, DataSize] = {
     "mnist": DataSize("mnist", "dense", (1, 28, 28), 10, 50_000, 10_000, 10_000,
                       "MNIST: 60,000 train (less 10,000 validation) + 10,000 test, 1x28x28, 10 classes"),
@@ -165,6 +190,11 @@ DATASETS: Dict[str, DataSize] = {
                           "is_undirected=True, i.e. 431,726 directed edges (the count DGL's docs give for the "
                           "same symmetrization); masks about 5 % / 22.5 % / 50 % (approximate: one of the 20 "
                           "official training splits; a full-batch step's cost does not depend on them)"),
+    "dyck1": DataSize("dyck1", "sequence", (2,), 2, 5_000, 0, 1_000,
+                      "Dyck-1 (Suzgun et al. 2019; neuronlab.data.dyck1_dataset, generated in code: the real "
+                      f"strings, not a twin): 5,000 distinct training strings of even length "
+                      f"{DYCK1_LENGTHS[0][0]}-{DYCK1_LENGTHS[0][1]}, 1,000 test strings of even length "
+                      f"{DYCK1_LENGTHS[1][0]}-{DYCK1_LENGTHS[1][1]}, 2 symbols, no validation split"),
 }
 
 
@@ -278,8 +308,28 @@ def synthetic_graph(size: DataSize, mode: Mode, seed: int = 0) -> SimpleNamespac
                            edge_index=edge_index, **masks)
 
 
+def dyck1_strings_data(size: DataSize, mode: Mode, seed: int = 0) -> SimpleNamespace:
+    """The Dyck-1 strings themselves (:func:`~neuronlab.data.dyck1_dataset`, data seed 0 as ``bracket_run``
+    draws them; the dry form: as many training and test strings as it has dense training and test samples),
+    as chapter 5's ``bracket_training_data`` gives them to ``fit`` (one-hot ``[strings, steps, 2]``, targets
+    ``[strings, steps]`` with -1 on padding), on the device. The test strings only check that the trained
+    network's loss is finite (``train_bracket_model`` does not evaluate them)."""
+    n_train, _, n_test = (mode.dense_sizes[0], 0, mode.dense_sizes[2]) if mode.dense_sizes else \
+        (size.n_train, size.n_val, size.n_test)
+    splits = dyck1_dataset(num_train=n_train, num_test=n_test, train_lengths=DYCK1_LENGTHS[0],
+                           test_lengths=DYCK1_LENGTHS[1], seed=seed)
+    as_fit_data = chapter("ch05").bracket_training_data
+    (x_train, y_train), (x_test, y_test) = (as_fit_data(split)["train"] for split in (splits.train, splits.test))
+    device = mode.device
+    return SimpleNamespace(name=size.name, kind="sequence", num_classes=size.num_classes,
+                           x_train=x_train.to(device), y_train=y_train.to(device), x_test=x_test.to(device),
+                           y_test=y_test.to(device))
+
+
 def synthetic(size: DataSize, mode: Mode) -> SimpleNamespace:
-    """The synthetic twin of a dataset (dense or graph), on the mode's device."""
+    """The synthetic twin of a dataset (dense or graph), on the mode's device; Dyck-1's real strings."""
+    if size.kind == "sequence":
+        return dyck1_strings_data(size, mode)
     return synthetic_graph(size, mode) if size.kind == "graph" else synthetic_dense(size, mode)
 
 
@@ -307,6 +357,7 @@ class Recipe:
     weight_decay: float = 0.0
     batch_size: int = 100
     augment: bool = False
+    train_samples: int = 0         # a run trains on the first this many training samples (0: all of them)
 
     def setting_key(self) -> "Recipe":
         """The recipe without what does not change the cost (the strength ``lam``): rows group by this."""
@@ -314,10 +365,12 @@ class Recipe:
 
     def describe(self, layers: Sequence[str] = ()) -> str:
         """A one-line label: data, network, loss term, optimizer, batch."""
-        net = self.arch + ("" if self.activation == "relu" else f" {self.activation}")
+        net = self.arch + ("" if self.activation in ("relu", "") else f" {self.activation}")
         net += " +BatchNorm" if self.batchnorm else ""
         net += f" +dropout {self.dropout:g}" if self.dropout else ""
-        if self.method == "vanilla":
+        if DATASETS[self.dataset].kind == "sequence":
+            term = "masked BCE"
+        elif self.method == "vanilla":
             term = "plain CE"
         else:
             where = "+".join(layers) if layers else self.layer
@@ -327,6 +380,7 @@ class Recipe:
         opt += f" mom {self.momentum:g}" if self.momentum else ""
         opt += f" wd {self.weight_decay:g}" if self.weight_decay else ""
         extra = " · crop+flip" if self.augment else ""
+        extra += f" · first {self.train_samples:,} training samples" if self.train_samples else ""
         batch = "full batch" if DATASETS[self.dataset].kind == "graph" else f"batch {self.batch_size}"
         return f"{self.dataset} · {net} · {term} · {opt} · {batch}{extra}"
 
@@ -338,11 +392,6 @@ class Planned:
     recipe: Recipe
     epochs: int
     note: str = ""
-
-
-def _default(fn: Callable, name: str) -> Any:
-    """The default value of parameter ``name`` of ``fn`` (the protocol a run function applies)."""
-    return inspect.signature(fn).parameters[name].default
 
 
 def plan_ch01(module: ModuleType, config: Mapping[str, Any]) -> Planned:
@@ -402,9 +451,82 @@ def plan_ch04(module: ModuleType, config: Mapping[str, Any]) -> Planned:
                    f"early stopping (patience {patience}) ignored: all {config['max_epochs']} epochs")
 
 
+#: Chapter 5's memorization runs: ``memorization_run`` trains with Adam at this learning rate and batch size
+#: (fixed in its body, not parameters).
+CH05_MEMORIZATION_PROTOCOL = dict(lr=1e-3, batch_size=128)
+#: Chapter 5's rejuvenation runs: ``rejuvenation_run`` trains with SGD at this momentum (fixed in its body).
+CH05_REJUVENATION_MOMENTUM = 0.9
+
+
+def plan_ch05(module: ModuleType, config: Mapping[str, Any]) -> Planned:
+    """Chapter 5, by experiment (read off the configuration's keys, as ``run_config`` does):
+
+    * ``vision``: ``vision_network`` (``"mlp"``: chapter 4's ReLU MLP on flattened images; ``"cnn"``:
+      :class:`~neuronlab.models.SmallCNN` with ``width`` hidden nodes, on images) with Adam
+      (``train_vision_network``). One run trains one network per seed, so the row's epochs are
+      seeds x ``max_epochs`` (early stopping ignored);
+    * ``memorization``: the ReLU MLP with Adam on the first ``train_samples`` training images;
+    * ``bracket``: one :class:`~neuronlab.models.BracketRNN` per seed on Dyck-1 (masked binary cross-entropy,
+      Adam, the configuration's batch size); epochs: seeds x ``epochs``;
+    * ``rejuvenation``: ``rejuvenation_network`` (SmallCNN with BatchNorm) with SGD, momentum and the
+      :class:`~neuronlab.rejuvenation.GammaL1` penalty at ``lam`` as a loss term.
+    """
+    if "num_train" in config:  # bracket
+        size = DATASETS["dyck1"]
+        if (config["num_train"], config["num_test"]) != (size.n_train, size.n_test):
+            raise ValueError(f"the bracket grid asks for {config['num_train']} training and {config['num_test']} "
+                             f"test strings, DATASETS['dyck1'] has {size.n_train} and {size.n_test}: update it")
+        seeds = len(config["seeds"])
+        recipe = Recipe("ch05", "dyck1", f"{config['cell'].upper()}-{config['hidden']}", flatten=False,
+                        activation="", init="pytorch", optimizer="adam",
+                        lr=config.get("lr", _default(module.bracket_run, "lr")), batch_size=config["batch_size"])
+        return Planned(recipe, seeds * config["epochs"],
+                       f"one run trains {seeds} networks (one per seed): epochs = {seeds} x {config['epochs']}; "
+                       "fit's step on bracket_training_data with masked_bce; no evaluation during training "
+                       "(fit gets no validation or test split); the analyses (correlations, interventions, "
+                       "rankings) not timed")
+    if "seeds" in config:  # vision
+        seeds, arch = len(config["seeds"]), config["arch"]
+        run = module.train_vision_network
+        if arch == "mlp":
+            net, flatten = f"MLP-{config['depth']}x{config['width']}", True
+        elif arch == "cnn":
+            channels = _default(SmallCNN.__init__, "channels")
+            net, flatten = f"SmallCNN-{channels[0]}-{channels[1]}-h{config['width']}", False
+        else:
+            raise ValueError(f"unknown vision arch {arch!r}: gpu_check knows 'mlp' and 'cnn'")
+        recipe = Recipe("ch05", config["dataset"], net, flatten=flatten,
+                        init="xavier-uniform" if flatten else "pytorch", optimizer="adam", lr=_default(run, "lr"),
+                        batch_size=_default(run, "batch_size"))
+        return Planned(recipe, seeds * config["max_epochs"],
+                       f"one run trains {seeds} networks (one per seed): epochs = {seeds} x {config['max_epochs']}; "
+                       f"early stopping (patience {_default(run, 'patience')}) ignored; the analyses (similarity, "
+                       "rankings, conductance, ablation) and the first network's per-epoch snapshots not timed")
+    if "fraction" in config:  # memorization
+        recipe = Recipe("ch05", config["dataset"], f"MLP-{config['depth']}x{config['width']}", init="xavier-uniform",
+                        optimizer="adam", train_samples=config["train_samples"], **CH05_MEMORIZATION_PROTOCOL)
+        return Planned(recipe, config["epochs"],
+                       f"trains on the first {config['train_samples']:,} training images (timed on the whole "
+                       "split: the same step); no early stopping; label-noise fractions share this step; "
+                       "the ablation not timed")
+    if "lam" in config:  # rejuvenation
+        run = module.rejuvenation_run
+        channels, hidden = _default(module.rejuvenation_network, "channels"), _default(module.rejuvenation_network,
+                                                                                      "hidden")
+        recipe = Recipe("ch05", config["dataset"], f"SmallCNN-{channels[0]}-{channels[1]}-h{hidden}", flatten=False,
+                        init="pytorch", batchnorm=True, method="gamma_l1", layer="BatchNorm",
+                        lam=float(config["lam"]), optimizer="sgd", lr=_default(run, "lr"),
+                        momentum=CH05_REJUVENATION_MOMENTUM, batch_size=_default(run, "batch_size"))
+        return Planned(recipe, config["epochs"],
+                       "with and without rejuvenation share this step; timed with the GammaL1 penalty throughout "
+                       "(after reaching the utilization target, training goes on without it: an upper bound); "
+                       "utilization tracking and rejuvenate_ not timed")
+    raise ValueError(f"cannot tell which chapter 5 experiment this configuration belongs to: {sorted(config)}")
+
+
 #: Chapter name -> the function that reads a run configuration of its grid (a new chapter needs one).
 ADAPTERS: Dict[str, Callable[[ModuleType, Mapping[str, Any]], Planned]] = {
-    "ch01": plan_ch01, "ch02": plan_ch02, "ch03": plan_ch03, "ch04": plan_ch04}
+    "ch01": plan_ch01, "ch02": plan_ch02, "ch03": plan_ch03, "ch04": plan_ch04, "ch05": plan_ch05}
 
 
 @dataclass
@@ -473,6 +595,7 @@ class Built:
     terms: Dict[str, Callable]
     hooked: List[Any]
     layers: List[str]
+    loss_fn: Optional[Callable] = None  # the data loss ``fit`` gets, None: its default cross-entropy
 
 
 def _twin(size: DataSize, data: SimpleNamespace, flatten: bool) -> SimpleNamespace:
@@ -480,6 +603,8 @@ def _twin(size: DataSize, data: SimpleNamespace, flatten: bool) -> SimpleNamespa
     samples (what ``regularized_layers(..., "auto")`` and LSUV read)."""
     if size.kind == "graph":
         return SimpleNamespace(name=size.name, num_classes=size.num_classes, num_features=size.shape[0])
+    if size.kind == "sequence":
+        return SimpleNamespace(name=size.name, num_classes=size.num_classes)
     x = data.x_train[:1000].cpu()
     return SimpleNamespace(name=size.name, num_classes=size.num_classes, x_train=x.flatten(1) if flatten else x,
                            y_train=data.y_train[:1000].cpu())
@@ -493,7 +618,7 @@ def _dry_arch(arch: str, mode: Mode) -> str:
 
 
 def build(recipe: Recipe, size: DataSize, data: SimpleNamespace, mode: Mode, seed: int = 0) -> Built:
-    """Build the setting's network with its chapter's own functions, and its loss terms (chapter 3)."""
+    """Build the setting's network with its chapter's own functions, and its loss terms (chapters 3 and 5)."""
     module = chapter(recipe.chapter)
     twin = _twin(size, data, recipe.flatten)
     in_features = math.prod(size.shape)
@@ -501,6 +626,7 @@ def build(recipe: Recipe, size: DataSize, data: SimpleNamespace, mode: Mode, see
     terms: Dict[str, Callable] = {}
     hooked: List[Any] = []
     layers: List[str] = []
+    loss_fn: Optional[Callable] = None
     if recipe.chapter == "ch01":
         depth, width = (int(v) for v in re.fullmatch(r"MLP-(\d+)x(\d+)", recipe.arch).groups())
         model = module.initialized_mlp(depth + 1, width, activation=recipe.activation, scheme=recipe.init,
@@ -528,9 +654,30 @@ def build(recipe: Recipe, size: DataSize, data: SimpleNamespace, mode: Mode, see
             terms[recipe.method] = term
             if isinstance(term, (NeuronSteadiness, regularizers.ActivationL1)):
                 hooked.append(term)
+    elif recipe.chapter == "ch05":
+        mlp = re.fullmatch(r"MLP-(\d+)x(\d+)", recipe.arch)
+        cnn = re.fullmatch(r"SmallCNN-(\d+)-(\d+)-h(\d+)", recipe.arch)
+        rnn = re.fullmatch(r"(LSTM|GRU)-(\d+)", recipe.arch)
+        if mlp:  # vision and memorization: chapter 4's ReLU MLP
+            model = module.vision_network("mlp", twin, int(mlp[1]), int(mlp[2]), seed)
+        elif cnn and recipe.batchnorm:
+            model = module.rejuvenation_network(twin, seed, channels=(int(cnn[1]), int(cnn[2])), hidden=int(cnn[3]))
+        elif cnn:  # vision_network's SmallCNN has the default channels, which plan_ch05 names
+            model = module.vision_network("cnn", twin, 0, int(cnn[3]), seed)
+        elif rnn:  # as train_bracket_model builds and trains it
+            torch.manual_seed(seed)
+            model = BracketRNN(cell=rnn[1].lower(), hidden=int(rnn[2]))
+            loss_fn = module.masked_bce
+        else:
+            raise ValueError(f"no chapter 5 builder for network {recipe.arch!r}")
+        if recipe.method == "gamma_l1":
+            terms["gamma_l1"] = GammaL1(model, recipe.lam)
+            layers = [name for name, m in model.named_modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+        elif recipe.method != "vanilla":
+            raise ValueError(f"no chapter 5 loss term {recipe.method!r}")
     else:
         raise ValueError(f"no builder for chapter {recipe.chapter}")
-    return Built(model, terms, hooked, layers)
+    return Built(model, terms, hooked, layers, loss_fn)
 
 
 def dense_batches(n_train: int, batch_size: int, device: torch.device, seed: int = 0
@@ -546,22 +693,24 @@ def dense_batches(n_train: int, batch_size: int, device: torch.device, seed: int
 
 
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, terms: Mapping[str, Callable], inputs: Any,
-               targets: torch.Tensor, mask: Optional[torch.Tensor], graph: bool, step: int
-               ) -> Tuple[float, float]:
-    """One step as ``fit`` takes it: forward, cross-entropy (on the masked nodes of a graph), plus each
-    extra term called with a :class:`~neuronlab.train.StepContext`, a finiteness check (a device sync, as in
-    ``fit``), backward, optimizer step. Returns ``(data loss, total loss)``; no step is taken when the
-    total is not finite."""
+               targets: torch.Tensor, mask: Optional[torch.Tensor], graph: bool, step: int,
+               loss_fn: Optional[Callable] = None) -> Tuple[float, float]:
+    """One step as ``fit`` takes it: forward, cross-entropy (on the masked nodes of a graph; or ``loss_fn``),
+    plus each extra term called with a :class:`~neuronlab.train.StepContext`, a finiteness check (a device
+    sync, as in ``fit``), backward, optimizer step. Returns ``(data loss, total loss)``; no step is taken
+    when the total is not finite."""
     logits = model(*inputs) if graph else model(inputs)
     fit_logits = logits[mask] if mask is not None else logits
     fit_targets = targets[mask] if mask is not None else targets
-    data_loss = F.cross_entropy(fit_logits, fit_targets)
+    data_loss = (loss_fn or F.cross_entropy)(fit_logits, fit_targets)
     ctx = StepContext(model, inputs, targets, logits, mask, 1, step)
     total = data_loss
     for term in terms.values():
         total = total + term(ctx)
-    correct = (fit_logits.detach().argmax(1) == fit_targets).sum()  # fit counts the accuracy seen in training
-    values = torch.stack([data_loss.detach(), total.detach(), correct.to(total.dtype)]).tolist()  # one sync
+    watched = [data_loss.detach(), total.detach()]
+    if loss_fn is None:  # class labels: fit counts the accuracy seen in training (not for other targets)
+        watched.append((fit_logits.detach().argmax(1) == fit_targets).sum().to(total.dtype))
+    values = torch.stack(watched).tolist()  # one sync
     if not (math.isfinite(values[0]) and math.isfinite(values[1])):
         return values[0], values[1]
     opt.zero_grad(set_to_none=True)
@@ -571,10 +720,15 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, terms: Mapping[str,
 
 
 def evaluation_seconds(model: nn.Module, data: SimpleNamespace, size: DataSize, flatten: bool,
-                       device: torch.device) -> Tuple[float, bool]:
+                       device: torch.device, loss_fn: Optional[Callable] = None) -> Tuple[float, bool]:
     """Wall time of one end-of-epoch evaluation as ``fit`` does it (validation and test splits, eval mode,
     no gradients; a graph: one forward pass, both masks), the second of two calls; and whether its losses
-    were finite."""
+    were finite. Dyck-1: 0 s (``train_bracket_model`` gives ``fit`` no split to evaluate), and whether the
+    loss (``loss_fn``) on the test strings is finite."""
+    if size.kind == "sequence":
+        loss, _ = evaluate(model, data.x_test, data.y_test, batch_size=_default(fit, "eval_batch_size"),
+                           loss_fn=loss_fn)
+        return 0.0, math.isfinite(loss)
     eval_batch = _default(fit, "eval_batch_size")
     finite = True
     seconds = float("nan")
@@ -661,7 +815,7 @@ def measure(recipe: Recipe, size: DataSize, data: SimpleNamespace, mode: Mode, a
                 inputs, targets, mask = x_train[idx], data.y_train[idx], None
                 if recipe.augment:
                     inputs = random_crop_flip(inputs, generator=gen)
-            data_loss, total = train_step(model, opt, built.terms, inputs, targets, mask, graph, step)
+            data_loss, total = train_step(model, opt, built.terms, inputs, targets, mask, graph, step, built.loss_fn)
             synchronize(device)
             elapsed = time.perf_counter() - t0
             losses.append(data_loss)
@@ -673,7 +827,7 @@ def measure(recipe: Recipe, size: DataSize, data: SimpleNamespace, mode: Mode, a
                 times.append(elapsed)
                 if len(times) >= mode.min_timed and time.perf_counter() - started > allowance_s:
                     break
-        eval_s, eval_finite = evaluation_seconds(model, data, size, recipe.flatten, device)
+        eval_s, eval_finite = evaluation_seconds(model, data, size, recipe.flatten, device, built.loss_fn)
     params_finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
     result.steps_timed = len(times)
     result.seconds_per_step = statistics.median(times) if times else float("nan")
@@ -737,15 +891,18 @@ def nsr_ratios(mode: Mode) -> Dict[str, Dict[str, float]]:
 
 # ============================================================================== the whole check
 def steps_per_epoch(recipe: Recipe) -> int:
-    """Optimizer steps in one epoch of the real training split (1 for a graph: full batch)."""
+    """Optimizer steps in one epoch of the real training split, or of its first ``recipe.train_samples``
+    samples (1 for a graph: full batch)."""
     size = DATASETS[recipe.dataset]
-    return 1 if size.kind == "graph" else math.ceil(size.n_train / recipe.batch_size)
+    n_train = min(recipe.train_samples, size.n_train) if recipe.train_samples else size.n_train
+    return 1 if size.kind == "graph" else math.ceil(n_train / recipe.batch_size)
 
 
 def measured_recipe(recipe: Recipe) -> Recipe:
     """The recipe a row's numbers come from: the same on the dataset whose synthetic twin stands in for its
-    data (Fashion-MNIST's rows share MNIST's measurements: same shapes and sizes)."""
-    return dataclasses.replace(recipe, dataset=DATASETS[recipe.dataset].twin or recipe.dataset)
+    data (Fashion-MNIST's rows share MNIST's measurements: same shapes and sizes), on the whole training
+    split (a step costs the same whichever part of it its batch comes from)."""
+    return dataclasses.replace(recipe, dataset=DATASETS[recipe.dataset].twin or recipe.dataset, train_samples=0)
 
 
 def run_measurements(rows: Sequence[Row], mode: Mode, deadline: float) -> Dict[Recipe, Measurement]:
@@ -865,7 +1022,8 @@ def write_outputs(out_dir: Path, table: Sequence[Mapping[str, Any]], ratios: Map
               "and test; projected hours = s/epoch x epochs x runs, runs one after another on this device. "
               "**No early stopping is assumed** (chapter 4's grids stop early: their hours are an upper "
               "bound). One-off initializations, post-training analyses and data loading are not included. "
-              "Runs shared by two experiments are counted once.", "",
+              "Runs shared by two experiments are counted once. Where one run trains several networks (chapter "
+              "5's vision and bracket runs: one per seed), epochs counts the epochs of all of them.", "",
               "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in table:
         lines.append("| " + " | ".join(_md_escape(row[c]) for c in COLUMNS) + " |")
@@ -883,6 +1041,7 @@ def write_outputs(out_dir: Path, table: Sequence[Mapping[str, Any]], ratios: Map
     for size in DATASETS.values():
         shape = "x".join(map(str, size.shape)) + (f", {size.nodes:,} nodes, {size.edges:,} edges"
                                                   if size.kind == "graph" else "")
+        shape += " symbols, one target per step" if size.kind == "sequence" else ""
         lines.append(f"| {size.name} | {shape} | {size.num_classes} | {size.n_train:,} / {size.n_val:,} / "
                      f"{size.n_test:,} | {_md_escape(size.source)} |")
     failed = [r for r in table if not (r["finite"] and r["loss fell"])]

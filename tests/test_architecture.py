@@ -16,10 +16,11 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 FLOORS = {"config": 1, "probe": 1, "models": 1, "runs": 1, "plots": 1, "book": 1, "data": 1, "train": 1,
           "classwise": 2,
           "init": 3, "signal": 3, "campaign": 3, "nsr": 3, "regularizers": 3, "cooperating": 3,
-          "similarity": 3, "neurons": 3,
+          "similarity": 3, "neurons": 3, "rejuvenation": 3,
           "experiments": 4,
           "widgets": 5}
-METHODS = ("init", "signal", "campaign", "nsr", "regularizers", "cooperating", "classwise", "probe")
+METHODS = ("init", "signal", "campaign", "nsr", "regularizers", "cooperating", "similarity", "neurons",
+           "rejuvenation", "classwise", "probe")
 
 
 def _module_name(path: Path) -> str:

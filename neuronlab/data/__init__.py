@@ -3,7 +3,11 @@
 Image datasets come back as a :class:`DatasetSplits` (train / validation / test tensors, ``float32`` inputs
 scaled to ``[0, 1]`` and standardized with the *training* statistics, ``int64`` labels, on the CPU).
 Graph datasets come back as a PyTorch Geometric ``Data`` with ``train_mask``, ``val_mask`` and
-``test_mask``. Every random choice (splits, generated graphs, loaders) is seeded.
+``test_mask``. Every random choice (splits, generated graphs and strings, loaders) is seeded.
+
+The bracket strings of chapter 5 are generated, not loaded: :func:`dyck1_dataset` gives the Dyck-1
+next-symbol task of Suzgun et al. (2019) as a :class:`DyckSplits` of padded :class:`DyckBatch` tensors
+(:func:`encode_dyck` encodes any list of bracket strings), and :func:`sequence_accuracy` scores it.
 
 Offline datasets need nothing but the installed packages:
 
@@ -42,12 +46,13 @@ The data folder may be shared or synced, so nothing in it is trusted to be what 
 * **Clear errors.** Bad arguments are rejected before anything is read or written; labels outside
   ``0 .. num_classes - 1``, pixels that are not bytes and truncated files raise an error naming the file.
 
-Everything above is importable from ``neuronlab.data``; the code is split by concern into four modules:
+Everything above is importable from ``neuronlab.data``; the code is split by concern into five modules:
 
 * ``neuronlab.data.registry``: :func:`load_dataset`, :func:`list_datasets`, the registry they read,
   :class:`DatasetSplits`, :class:`DatasetNotAvailableError` and the download-with-rollback helpers;
 * ``neuronlab.data.images``: the image datasets and :func:`read_idx`;
 * ``neuronlab.data.graphs``: the graph datasets and :func:`make_csbm`;
+* ``neuronlab.data.sequences``: the Dyck-1 bracket strings (grammar sampler, encoding, accuracy);
 * ``neuronlab.data.transforms``: seeded stratified splits, per-channel standardization and
   :func:`random_crop_flip`;
 
@@ -68,6 +73,8 @@ from .registry import PathLike  # noqa: F401  (a type alias that was importable 
 from .images import FASHION_MNIST_DEBIAN_DIR, read_idx      # registers the image datasets
 from .graphs import make_csbm                                # registers the graph datasets
 from .transforms import random_crop_flip
+from .sequences import (DYCK_SYMBOLS, DyckBatch, DyckSplits, bracket_depth, dyck1_dataset, dyck1_strings,
+                        encode_dyck, is_dyck1, sample_dyck1, sequence_accuracy)
 
 __all__ = [
     "DatasetNotAvailableError",
@@ -79,6 +86,16 @@ __all__ = [
     "make_csbm",
     "DATASETS",
     "FASHION_MNIST_DEBIAN_DIR",
+    "DYCK_SYMBOLS",
+    "sample_dyck1",
+    "dyck1_strings",
+    "bracket_depth",
+    "is_dyck1",
+    "DyckBatch",
+    "encode_dyck",
+    "DyckSplits",
+    "dyck1_dataset",
+    "sequence_accuracy",
 ]
 
 #: Canonical names accepted by :func:`load_dataset`.
@@ -89,3 +106,6 @@ DATASETS: Tuple[str, ...] = dataset_names()
 
 #: Where the Debian/Ubuntu package ``dataset-fashion-mnist`` installs the original IDX files.
 FASHION_MNIST_DEBIAN_DIR: Path
+
+#: The two symbols of Dyck-1; a symbol's token is its index here (``0 = "("``, ``1 = ")"``).
+DYCK_SYMBOLS: Tuple[str, str]

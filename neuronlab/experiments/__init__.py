@@ -29,6 +29,7 @@ CHAPTERS = {
     "ch02": "ch02_campaign",
     "ch03": "ch03_nsr",
     "ch04": "ch04_cooperating",
+    "ch05": "ch05_neurons",
 }
 
 

@@ -39,8 +39,8 @@ import numpy as np
 
 from ..config import DATA_ENV
 
-__all__ = ["SMOKE_ENV", "SMOKE_EPOCHS", "SMOKE_TRACKED_EPOCHS", "TINY_DATASETS", "TINY_SIZES", "TINY_LOAD_OPTIONS",
-           "smoke_requested", "smoke_grid", "write_idx", "write_idx_dataset", "write_cifar", "write_planetoid",
+__all__ = ["SMOKE_ENV", "SMOKE_EPOCHS", "SMOKE_TRACKED_EPOCHS", "SMOKE_GENERATED", "TINY_DATASETS", "TINY_SIZES",
+           "TINY_LOAD_OPTIONS", "smoke_requested", "smoke_grid", "write_idx", "write_idx_dataset", "write_cifar", "write_planetoid",
            "write_amazon", "write_wikics", "write_tiny_datasets", "tiny_data_root", "tiny_data", "load_options"]
 
 #: The environment variable that turns smoke mode on (``1``, ``true``, ``yes`` or ``on``) when ``setup`` is
@@ -51,6 +51,8 @@ SMOKE_EPOCHS = 1
 #: The epochs of a smoke run that needs two, with early stopping (``max_epochs``) or epochs tracked during
 #: training (``track_every``, then set to 1 so both epochs are tracked).
 SMOKE_TRACKED_EPOCHS = 2
+#: The most strings a smoke run generates (chapter 5's Dyck-1 data), for training and for testing.
+SMOKE_GENERATED = {"num_train": 40, "num_test": 20}
 
 #: The datasets that :func:`write_tiny_datasets` writes (the downloadable ones and Fashion-MNIST).
 TINY_DATASETS = ("mnist", "fashion-mnist", "cifar10", "pubmed", "amazon-photo", "amazon-computers", "wikics")
@@ -89,9 +91,11 @@ def smoke_grid(grid: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
     Keeps the first configuration of every setting (a setting: the configuration without its ``seed``), in
     order, and caps its epochs: ``epochs`` to :data:`SMOKE_EPOCHS`; ``max_epochs`` (early stopping) and the
     ``epochs`` of a configuration with ``track_every`` (tracked during training) to
-    :data:`SMOKE_TRACKED_EPOCHS`, with ``track_every = 1`` so every epoch is tracked. Every other key (data
-    set, model, method, strength, layer, learning rate, ...) is kept, so each setting still runs its real
-    code path.
+    :data:`SMOKE_TRACKED_EPOCHS`, with ``track_every = 1`` so every epoch is tracked. A run that trains a
+    group of networks (``seeds``, a list: chapter 5 compares networks across seeds) keeps its first two
+    seeds; a run that generates its data (``num_train``, ``num_test``: chapter 5's Dyck-1 strings) gets
+    :data:`SMOKE_GENERATED` strings at most. Every other key (data set, model, method, strength, layer,
+    learning rate, ...) is kept, so each setting still runs its real code path.
 
     Example:
         >>> smoke_grid([dict(arch="MLP-4", seed=s, epochs=100) for s in range(5)])
@@ -100,6 +104,8 @@ def smoke_grid(grid: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
         [{'fraction': 0.2, 'seed': 0, 'epochs': 2, 'track_every': 1}]
         >>> smoke_grid([dict(depth=2, max_epochs=300)])
         [{'depth': 2, 'max_epochs': 2}]
+        >>> smoke_grid([dict(seeds=[0, 1, 2], num_train=5000, num_test=1000)])
+        [{'seeds': [0, 1], 'num_train': 40, 'num_test': 20}]
     """
     kept: Dict[str, Dict[str, Any]] = {}
     for config in grid:
@@ -114,6 +120,11 @@ def smoke_grid(grid: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
             small["epochs"] = min(int(small["epochs"]), SMOKE_EPOCHS)
         if "max_epochs" in small:
             small["max_epochs"] = min(int(small["max_epochs"]), SMOKE_TRACKED_EPOCHS)
+        if isinstance(small.get("seeds"), list):
+            small["seeds"] = small["seeds"][:2]
+        for key, cap in SMOKE_GENERATED.items():
+            if key in small:
+                small[key] = min(int(small[key]), cap)
         kept[setting] = small
     return list(kept.values())
 

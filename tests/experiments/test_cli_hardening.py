@@ -79,9 +79,9 @@ def no_run(monkeypatch):
 
 
 EXPERIMENTS_CASES = {
-    "no chapter": ([], ["name a chapter", "ch01, ch02, ch03, ch04", "--list"]),
-    "unknown chapter": (["ch9"], ["argument chapter", "'ch9'", "ch01, ch02, ch03, ch04"]),
-    "unknown chapter number": (["05"], ["argument chapter", "'05'", "ch01, ch02, ch03, ch04"]),
+    "no chapter": ([], ["name a chapter", "ch01, ch02, ch03, ch04, ch05", "--list"]),
+    "unknown chapter": (["ch9"], ["argument chapter", "'ch9'", "ch01, ch02, ch03, ch04, ch05"]),
+    "unknown chapter number": (["06"], ["argument chapter", "'06'", "ch01, ch02, ch03, ch04, ch05"]),
     "--experiments without a name": (["ch01", "--experiments"],
                                      ["argument --experiments", "at least one", "training"]),
     "unknown experiment": (["ch03", "--experiments", "mlp", "nope"],
@@ -223,8 +223,8 @@ def gpu_check(monkeypatch):
 
 
 GPU_CHECK_CASES = {
-    "--chapters without a name": (["--chapters"], ["argument --chapters", "at least one", "ch01, ch02, ch03, ch04"]),
-    "unknown chapter": (["--chapters", "ch03", "ch9"], ["argument --chapters", "'ch9'", "ch01, ch02, ch03, ch04"]),
+    "--chapters without a name": (["--chapters"], ["argument --chapters", "at least one", "ch01, ch02, ch03, ch04, ch05"]),
+    "unknown chapter": (["--chapters", "ch03", "ch9"], ["argument --chapters", "'ch9'", "ch01, ch02, ch03, ch04, ch05"]),
     "chapter named twice": (["--chapters", "ch03", "3"], ["argument --chapters", "ch03 named more than once"]),
     "zero budget": (["--budget-seconds", "0"], ["argument --budget-seconds", "'0'", "positive finite"]),
     "negative budget": (["--budget-seconds", "-5"], ["argument --budget-seconds", "'-5'", "positive finite"]),

@@ -51,7 +51,8 @@ def _epochs(config):
 
 def _setting(config):
     """A configuration's key without its seed and budget."""
-    return config_key({k: v for k, v in config.items() if k not in ("seed", "epochs", "max_epochs", "track_every")})
+    budget = ("seed", "seeds", "epochs", "max_epochs", "track_every", "num_train", "num_test")
+    return config_key({k: v for k, v in config.items() if k not in budget})
 
 
 # ------------------------------------------------------------------------------------------------ budget
@@ -64,6 +65,8 @@ def test_smoke_grid_keeps_the_first_seed_of_every_setting_and_caps_the_epochs():
     noise = smoke.smoke_grid([dict(fraction=0.2, seed=1, epochs=300, track_every=10)])
     assert noise == [dict(fraction=0.2, seed=1, epochs=2, track_every=1)]
     assert smoke.smoke_grid([dict(arch="SmallCNN", seed=0, epochs=1)]) == [dict(arch="SmallCNN", seed=0, epochs=1)]
+    group = smoke.smoke_grid([dict(seeds=[3, 4, 5], num_train=5000, num_test=10, epochs=3)])   # chapter 5
+    assert group == [dict(seeds=[3, 4], num_train=smoke.SMOKE_GENERATED["num_train"], num_test=10, epochs=1)]
 
 
 @pytest.mark.parametrize("name", CHAPTER_NAMES)
