@@ -371,6 +371,14 @@ def bracket_analysis(model: BracketRNN, test, *, push_brackets: float = 3.0) -> 
     steps where the depth is 0 (")" not allowed), the share where the model allows ")" (sigmoid > 0.5),
     before and after adding ``push_brackets`` times the cell's slope per bracket (a least-squares fit of
     the cell state on the depth) to the depth unit's cell once, after the first symbol.
+
+    Returns:
+        ``depth_unit``, ``cell_correlation`` and ``hidden_correlation`` (one per unit), ``slope``,
+        ``step_accuracy`` and ``sequence_accuracy`` (each a dict over the interventions above),
+        ``allowed_at_depth_zero`` (before) and ``allowed_at_depth_zero_pushed``, ``trace`` (depth, cell and
+        hidden state of the depth unit along the longest test string), and ``cell_states`` (the cell states
+        at every real test step, ``[steps, units]``, for the cross-model rankings of :func:`bracket_run`,
+        which removes them before the result is stored).
     """
     unrolled = neurons.UnrolledLSTM(model.rnn)
     one_hot = test.one_hot()
