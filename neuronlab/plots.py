@@ -20,7 +20,7 @@ import pandas as pd
 
 __all__ = ["PALETTE", "FIGURE_WIDTH", "BOOK_STYLE", "use_book_style", "method_style", "book_figure",
            "mark_axis_break", "plain_log_ticks", "plot_mean_band", "plot_reproduction", "plot_signal_profile",
-           "plot_steadiness"]
+           "plot_steadiness", "plot_matrix"]
 
 #: The Okabe–Ito colours without yellow, in the order the book uses them.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000")
@@ -248,3 +248,22 @@ def plot_steadiness(histories: Mapping[str, object], layer: str, axes=None):
                 yscale="log")
     axes[0].legend(loc="lower right")
     return axes
+
+
+def plot_matrix(ax, matrix, rows: Sequence[str], cols: Sequence[str], title: str = "", vmin: float = 0.0,
+                vmax: float = 1.0):
+    """A square heatmap with every value written in its cell (two decimals): layer x layer similarities,
+    rank agreements. The colour map is viridis (readable with colour blindness and in grey); the text is
+    black on the light half of the scale and white on the dark half. Returns the image."""
+    matrix = np.asarray(matrix, dtype=float)
+    if matrix.shape != (len(rows), len(cols)):
+        raise ValueError(f"plot_matrix: a {matrix.shape} matrix for {len(rows)} rows and {len(cols)} columns")
+    image = ax.imshow(matrix, vmin=vmin, vmax=vmax, cmap="viridis")
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8.5,
+                color="black" if value > (vmin + vmax) / 2 else "white")
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_title(title)
+    ax.grid(False)
+    return image

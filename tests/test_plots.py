@@ -183,3 +183,16 @@ def test_signal_profile_keeps_each_method_in_its_style():
     with pytest.raises(ValueError, match="styles has 1 entries for 2 profiles"):
         plots.plot_signal_profile({"He": frame, "LSUV": frame}, styles=[0])
     plt.close("all")
+
+
+def test_matrix_plot_writes_every_value_readably_and_checks_its_labels():
+    fig, ax = plots.book_figure(1, 1)
+    plots.plot_matrix(ax, [[1.0, 0.25], [-0.5, 0.8]], ["a", "b"], ["c", "d"], vmin=-1, vmax=1)
+    texts = {t.get_text(): t.get_color() for t in ax.texts}
+    assert set(texts) == {"1.00", "0.25", "-0.50", "0.80"}
+    # black on the light (high) half of viridis, white on the dark half
+    assert texts["1.00"] == texts["0.80"] == texts["0.25"] == "black" and texts["-0.50"] == "white"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["c", "d"]
+    with pytest.raises(ValueError, match="2 rows and 3 columns"):
+        plots.plot_matrix(ax, [[1.0, 0.0], [0.0, 1.0]], ["a", "b"], ["c", "d", "e"])
+    plt.close(fig)

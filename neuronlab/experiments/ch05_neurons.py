@@ -27,6 +27,7 @@ numbers we can match on this data; :func:`comparison_table` puts their claims be
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -120,12 +121,12 @@ def train_vision_network(data, *, arch: str, depth: int, width: int, seed: int, 
     Returns:
         ``(model, history, snapshots)``.
     """
-    model = vision_network(arch, data, depth, width, seed)
     kept: List[Dict[str, torch.Tensor]] = []
     callbacks = []
     if snapshots:
         callbacks.append(lambda _h, net: kept.append({k: v.detach().cpu().clone()
                                                       for k, v in net.state_dict().items()}))
+    model = vision_network(arch, data, depth, width, seed)
     if patience is not None:
         callbacks.append(lambda history, _net: len(history) - history.best_epoch >= patience)
     history = fit(model, data, epochs=max_epochs, lr=lr, optimizer="adam", batch_size=batch_size, seed=seed,
@@ -141,22 +142,30 @@ def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def rank_last_hidden_layer(models: Sequence[nn.Module], layer: str, inputs: torch.Tensor, labels: torch.Tensor,
                            *, conductance_samples: int = 500, conductance_steps: int = 32,
-                           seed: int = 0) -> Dict[str, neurons.NeuronRanking]:
-    """The six rankings of ``layer`` of ``models[0]`` (:data:`RANKINGS`), the cross-model ones against the
-    other models: MaxCorr, MinCorr, LinReg (Bau et al. 2019), an elastic-net probe of the class (Dalvi et
-    al. 2019), class selectivity (Morcos et al. 2018) and the mean conductance for the true class over the
-    first ``conductance_samples`` inputs (Dhamdhere et al. 2019, zero baseline)."""
+                           seed: int = 0) -> Tuple[Dict[str, neurons.NeuronRanking], torch.Tensor]:
+    """The six rankings of ``layer`` (a dense layer: responses ``[samples, neurons]``) of ``models[0]``
+    (:data:`RANKINGS`), the cross-model ones against the other models: MaxCorr, MinCorr, LinReg (Bau et al.
+    2019), an elastic-net probe of the class (Dalvi et al. 2019), class selectivity (Morcos et al. 2018)
+    and the mean conductance for the true class over the first ``conductance_samples`` inputs (Dhamdhere
+    et al. 2019, zero baseline). The layer's responses are recorded once per model and shared by the
+    rankings that read them (the functional forms of :mod:`neuronlab.neurons`).
+
+    Returns:
+        ``(rankings, gap)``: the rankings by name, and the conductance's completeness gap per sample.
+    """
     first = models[0]
+    responses = [collect_responses(model, inputs, layer)[layer] for model in models]
     n = min(conductance_samples, len(inputs))
+    conductance, gap = neurons.layer_conductance(first, layer, inputs[:n], labels[:n], n_steps=conductance_steps)
+    rank = neurons.ranking_from_scores
     return {
-        "MaxCorr": neurons.MaxCorr(models, layer).rank(inputs)[0],
-        "MinCorr": neurons.MinCorr(models, layer).rank(inputs)[0],
-        "LinReg": neurons.LinReg(models, layer).rank(inputs)[0],
+        "MaxCorr": rank(neurons.max_correlation_scores(responses)[0], method="maxcorr"),
+        "MinCorr": rank(neurons.min_correlation_scores(responses)[0], method="mincorr"),
+        "LinReg": rank(neurons.linreg_errors(responses)[0], higher_is_better=False, method="linreg"),
         "probe": neurons.ProbeRanking(first, layer, seed=seed).rank(inputs, labels),
-        "selectivity": neurons.ClassSelectivity(first, layer).rank(inputs, labels),
-        "conductance": neurons.Conductance(first, layer, n_steps=conductance_steps).rank(inputs[:n],
-                                                                                        target=labels[:n]),
-    }
+        "selectivity": rank(neurons.class_selectivity(responses[0], labels), method="class_selectivity"),
+        "conductance": rank(conductance.double().mean(0), method="conductance"),
+    }, gap
 
 
 def ranking_agreement(rankings: Mapping[str, neurons.NeuronRanking]) -> List[List[float]]:
@@ -256,10 +265,8 @@ def vision_run(data, *, dataset: str, arch: str, depth: int, width: int, seeds: 
             convergence["linear_cka"].append([similarity.linear_cka(a, b) for a, b in zip(at_epoch, final)])
             convergence["svcca"].append([_svcca_or_nan(a, b) for a, b in zip(at_epoch, final)])
         last_hidden = relu_layers(nets[0])[-1]
-        rankings = rank_last_hidden_layer(nets, last_hidden, x, y, conductance_samples=conductance_samples,
-                                          conductance_steps=conductance_steps, seed=seeds[0])
-        n = min(conductance_samples, len(x))
-        _, gap = neurons.layer_conductance(nets[0], last_hidden, x[:n], y[:n], n_steps=conductance_steps)
+        rankings, gap = rank_last_hidden_layer(nets, last_hidden, x, y, conductance_samples=conductance_samples,
+                                               conductance_steps=conductance_steps, seed=seeds[0])
         width_of_layer = len(rankings["MaxCorr"])
         counts = _ablation_counts(width_of_layer, ablation_step)
         curves = _ablation_curves(nets[0], last_hidden, rankings, data.x_test.cpu(), data.y_test.cpu(), counts,
@@ -292,8 +299,8 @@ def memorization_run(data, *, dataset: str, fraction: float, seed: int, epochs: 
     """
     x, y = data.x_train[:train_samples].cpu(), data.y_train[:train_samples].cpu()
     noisy, _ = corrupt_labels(y, fraction, data.num_classes, torch.Generator().manual_seed(seed))
-    subset = type("Subset", (), dict(name=data.name, x_train=x, y_train=noisy, x_val=data.x_val, y_val=data.y_val,
-                                     x_test=data.x_test, y_test=data.y_test, num_classes=data.num_classes))()
+    subset = SimpleNamespace(name=data.name, x_train=x, y_train=noisy, x_val=data.x_val, y_val=data.y_val,
+                             x_test=data.x_test, y_test=data.y_test, num_classes=data.num_classes)
     with Timer() as timer:
         model = relu_mlp(int(np.prod(tuple(x.shape[1:]))), depth, width, data.num_classes, seed)
         history = fit(model, subset, epochs=epochs, lr=1e-3, optimizer="adam", batch_size=128, seed=seed,
@@ -505,8 +512,8 @@ def rejuvenation_run(data, *, dataset: str, seed: int, epochs: int, lam: float, 
         track["test_error_per_epoch"].append(100 * (1 - float(history.table["test_acc"].iloc[-1])))
         return False
 
-    def sparse_enough(history: History, net: nn.Module) -> bool:
-        return utilization(net) <= target
+    def sparse_enough(history: History, net: nn.Module) -> bool:   # after follow, which measured it
+        return track["utilization"][-1] <= target
 
     optimizer = lambda params: torch.optim.SGD(params, lr=lr, momentum=0.9)  # noqa: E731
     with Timer() as timer:
