@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .classwise import check_labels, class_means, class_moments
+from .classwise import check_labels, class_means
 from .init import fan_in_out, weight_layers
 from .models import weights_restored_on_error
 from .probe import forward_call_order
@@ -112,6 +112,12 @@ def _finite(name: str, value) -> float:
     return float(value)
 
 
+def _all_finite(t: torch.Tensor) -> bool:
+    """Whether ``t`` holds no NaN or inf. A NaN or inf anywhere makes the sum NaN or inf, so a finite sum
+    settles it in one cheap reduction; only a sum that overflowed needs the element-wise check."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
 # ----------------------------------------------------------------------------------------------- scores
 def information_scores(responses: torch.Tensor, labels: torch.Tensor, num_classes: Optional[int] = None
                        ) -> Dict[str, torch.Tensor]:
@@ -127,20 +133,49 @@ def information_scores(responses: torch.Tensor, labels: torch.Tensor, num_classe
     * ``"target"``: ``between - within``, the proxy of :math:`I(Z_i; Y)`.
 
     Classes are weighted equally. With balanced classes the law of total variance gives
-    ``input**2 == between + within``. Computed with two matrix products (class sums and sums of squares),
-    in float64 (:func:`neuronlab.classwise.class_moments`). Every class ``0..K-1`` must occur.
+    ``input**2 == between + within``. Everything comes from the per-class sums and sums of squares (the
+    moments of :func:`neuronlab.classwise.class_moments`): two matrix products with the one-hot labels,
+    accumulated in float64 over blocks of samples, so that no float64 copy of the responses is made.
+    Every class ``0..K-1`` must occur.
     """
     if responses.dim() != 2:
         raise ValueError(f"responses must be [samples, neurons], got shape {tuple(responses.shape)}")
     labels, num_classes = check_labels(labels, responses.shape[0], num_classes, every_class=True)
-    if not torch.isfinite(responses).all():
+    counts, sums, squares = _class_sums(responses, labels, num_classes)
+    # a NaN or inf response makes its column's sums NaN or inf (NaN * 0 is NaN in the product with the
+    # one-hot labels), and finite float32 responses cannot overflow the float64 sums of squares
+    if not (torch.isfinite(sums).all() and torch.isfinite(squares).all()):
         raise ValueError("responses contain NaN or inf: check the input data and the layers before this one")
-    z = responses.double()
-    _, means, within_each = class_moments(z, labels, num_classes)  # [K, C] each
+    means = sums / counts[:, None]  # offset by a constant per neuron, which no variance sees
+    within_each = (squares / counts[:, None] - means**2).clamp_min(0.0)
     between = means.var(dim=0, unbiased=False)
     within = within_each.mean(dim=0)
-    return {"input": z.std(dim=0, unbiased=False), "between": between, "within": within,
-            "target": between - within}
+    overall = sums.sum(dim=0) / counts.sum()
+    spread = (squares.sum(dim=0) / counts.sum() - overall**2).clamp_min(0.0).sqrt()
+    return {"input": spread, "between": between, "within": within, "target": between - within}
+
+
+def _class_sums(responses: torch.Tensor, labels: torch.Tensor, num_classes: int
+                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-class counts ``[K]``, and sums and sums of squares ``[K, n]`` of ``[N, n]`` responses minus an
+    offset per neuron (the mean of the first block), in float64.
+
+    The offset keeps :math:`E[z^2] - E[z]^2` from cancelling when the responses sit far from zero. The
+    blocks hold about 2 MB of float64 numbers: each is converted, shifted, squared and multiplied while it
+    is in the cache, which costs a fraction of converting the whole ``[N, n]`` matrix first.
+    """
+    n_samples, width = responses.shape
+    onehot = F.one_hot(labels.to(responses.device), num_classes).T.to(torch.float64)  # [K, N]
+    sums = torch.zeros((num_classes, width), dtype=torch.float64, device=responses.device)
+    squares = torch.zeros_like(sums)
+    block = max(64, (1 << 18) // max(width, 1))
+    offset = responses[:block].to(torch.float64).mean(dim=0)
+    for start in range(0, n_samples, block):
+        z = responses[start:start + block].to(torch.float64, copy=True).sub_(offset)
+        hot = onehot[:, start:start + block]
+        sums.addmm_(hot, z)
+        squares.addmm_(hot, z.mul_(z))
+    return onehot.sum(dim=1), sums, squares
 
 
 def _minmax(v: torch.Tensor) -> torch.Tensor:
@@ -204,40 +239,96 @@ class Election:
     groups: torch.Tensor
 
 
-def _elect(w: torch.Tensor, scores: torch.Tensor, k: int, tol: float):
+#: Candidates whose residuals the election keeps exact between two full updates of all residuals.
+_SHORTLIST = 64
+
+
+def _elect(w: torch.Tensor, scores: np.ndarray, k: int, tol: float):
     r"""Greedy orthogonal election of ``k`` rows of ``w`` (float64), restarting rounds when no residual is left.
 
     The residuals are never formed: with orthonormal directions :math:`a_s`, the squared residual norm of
-    candidate :math:`i` is :math:`\lVert w_i\rVert^2 - \sum_s (w_i^\top a_s)^2`, so each pick costs one
-    matrix-vector product :math:`W a_t` plus the Gram-Schmidt step for the elected vector (done twice,
-    which keeps the directions orthonormal to machine precision).
+    candidate :math:`i` is :math:`\lVert w_i\rVert^2 - \sum_s (w_i^\top a_s)^2`. The products
+    :math:`w_i^\top a_s` are kept; the elected vector's Gram-Schmidt step reads its coefficients from
+    them, and a second pass runs when the first removed more than half of its squared norm (then rounding
+    may have left a trace of the earlier directions), which keeps the directions orthonormal to machine
+    precision.
+
+    Residuals only shrink, so a residual computed a few picks ago bounds a candidate's criterion from
+    above. The election updates every candidate's residual in blocks, with one matrix product
+    :math:`W A_\text{block}^\top` per block; between two such updates it keeps exact residuals only for a
+    shortlist of the ``_SHORTLIST`` candidates with the highest criterion at the last update. A
+    shortlisted candidate whose exact criterion beats the best bound outside the shortlist is the one
+    the plain greedy rule elects; when none does, every residual is brought up to date and the pick is
+    made among all candidates. The picks are those of the step-by-step greedy rule.
+
+    The bookkeeping over the candidates runs in NumPy, whose calls cost about a microsecond (the loop
+    runs ``k`` times over small vectors); the products run in torch on the same memory, so that they
+    share torch's threads instead of starting a second pool of BLAS threads next to it.
     """
-    norms2 = (w * w).sum(dim=1)
-    residual2 = norms2.clone()
-    directions = torch.empty((k, w.shape[1]), dtype=w.dtype, device=w.device)
-    available = torch.ones(w.shape[0], dtype=torch.bool, device=w.device)
+    w = w.detach().to("cpu", torch.float64).contiguous()
+    n, dim = w.shape
+    directions_t = torch.empty((k, dim), dtype=torch.float64)
+    products_t = torch.empty((k, n), dtype=torch.float64)  # products[t, i] = w_i . a_t
+    directions, products = directions_t.numpy(), products_t.numpy()
+    norms2 = torch.linalg.vector_norm(w, dim=1).square_().numpy()
+    residual2 = norms2.copy()  # exact for every candidate up to direction `updated`
+    available = np.ones(n, dtype=bool)
     picked, ratios, rounds = [], [], []
-    round_, round_start = 0, 0
+    round_, round_start, updated = 0, 0, 0
+    # the shortlist: its members, their exact squared residuals, 1 / squared norms, scores, which are still
+    # open and their rows; and the best criterion outside it at the last full update
+    members = member2 = member_inv2 = member_scores = member_open = member_rows = None
+    bound = -np.inf
     for t in range(k):
-        ratio = (residual2.clamp_min(0.0) / norms2).sqrt()
-        usable = available & (ratio > tol)
-        if not usable.any():  # the elected directions span the space: start a new round
-            round_, round_start = round_ + 1, t
-            residual2 = norms2.clone()
-            ratio = torch.ones_like(norms2)
-            usable = available
-        i = int(torch.argmax(torch.where(usable, scores * ratio, torch.full_like(ratio, -math.inf))))
-        basis = directions[round_start:t]
-        p = w[i] - basis.T @ (basis @ w[i])
-        p = p - basis.T @ (basis @ p)
-        a = p / p.norm()
-        directions[t] = a
-        residual2 = residual2 - (w @ a) ** 2
+        i = -1
+        if members is not None:
+            ratio = np.sqrt(np.maximum(member2, 0.0) * member_inv2)
+            value = np.where(member_open & (ratio > tol), member_scores * ratio, -np.inf)
+            j = int(np.argmax(value))
+            if value[j] > bound:
+                i, ratio_i = int(members[j]), float(ratio[j])
+                member_open[j] = False
+        if i < 0:  # bring every residual up to date and pick among all candidates
+            if t > updated:
+                block = torch.mm(w, directions_t[updated:t].T)  # [n, picks since the last update]
+                products_t[updated:t] = block.T
+                residual2 -= np.square(block.numpy()).sum(axis=1)
+                updated = t
+            ratio = np.sqrt(np.maximum(residual2, 0.0) / norms2)
+            usable = available & (ratio > tol)
+            if not usable.any():  # the elected directions span the space: start a new round
+                round_, round_start = round_ + 1, t
+                residual2 = norms2.copy()
+                ratio = np.ones_like(norms2)
+                usable = available
+            value = np.where(usable, scores * ratio, -np.inf)
+            i = int(np.argmax(value))
+            ratio_i = float(ratio[i])
+            available[i] = False
+            if n > 2 * _SHORTLIST:
+                top = np.argpartition(-value, _SHORTLIST)
+                members, bound = np.sort(top[:_SHORTLIST]), value[top[_SHORTLIST:]].max()
+            else:
+                members, bound = np.arange(n), -np.inf
+            member2, member_inv2 = residual2[members], 1.0 / norms2[members]
+            member_scores, member_open = scores[members], available[members]
+            member_rows = w[torch.from_numpy(members)]
         available[i] = False
+        basis = directions_t[round_start:t]
+        p_t = torch.addmv(w[i], basis.T, products_t[round_start:t, i], alpha=-1.0)
+        p = p_t.numpy()
+        p2 = float(p @ p)
+        if p2 < 0.5 * norms2[i]:
+            p_t.addmv_(basis.T, basis @ p_t, alpha=-1.0)
+            p2 = float(p @ p)
+        np.multiply(p, 1.0 / math.sqrt(p2), out=directions[t])
+        c = torch.mv(member_rows, directions_t[t]).numpy()
+        products[t, members] = c
+        member2 -= c * c
         picked.append(i)
-        ratios.append(float(ratio[i]))
+        ratios.append(ratio_i)
         rounds.append(round_)
-    return picked, list(directions), ratios, rounds
+    return picked, directions, ratios, rounds
 
 
 def _split_slots(sizes: Sequence[int], k: int) -> List[int]:
@@ -335,11 +426,11 @@ def select_neurons(candidates: torch.Tensor, scores: torch.Tensor, k: int, *,
     if not torch.isfinite(scores).all() or (scores < 0).any():
         raise ValueError("scores must be finite and non-negative (min-max normalize them, e.g. campaign_scores)")
     w = candidates.detach().double()
-    if not torch.isfinite(w).all():
+    if not _all_finite(w):
         raise ValueError("candidates contain NaN or inf")
     if (w.norm(dim=1) == 0).any():
         raise ValueError("a candidate is the zero vector: it has no direction to elect")
-    s = scores.detach().double().to(w.device) + 1e-12
+    s = scores.detach().double().cpu().numpy() + 1e-12
 
     if groups is None:
         group_ids = torch.zeros(n_candidates, dtype=torch.long)
@@ -358,19 +449,19 @@ def select_neurons(candidates: torch.Tensor, scores: torch.Tensor, k: int, *,
 
     # unit vectors need a floating dtype: integer candidates give directions of the default dtype
     out_dtype = candidates.dtype if candidates.dtype.is_floating_point else torch.get_default_dtype()
+    w_cpu = w.cpu()
     indices, directions, ratios, rounds, gids = [], [], [], [], []
     for g, idx, n_slots in zip(labels, members, slots):
         if n_slots == 0:
             continue
-        idx_dev = idx.to(w.device)
-        picked, dirs, rat, rnd = _elect(w[idx_dev], s[idx_dev], n_slots, tol)
+        picked, dirs, rat, rnd = _elect(w_cpu[idx] if groups is not None else w_cpu, s[idx.numpy()], n_slots, tol)
         indices += idx[picked].tolist()
-        directions += dirs
+        directions.append(dirs)
         ratios += rat
         rounds += rnd
         gids += [g] * n_slots
     return Election(indices=torch.tensor(indices, dtype=torch.long),
-                    directions=torch.stack(directions).to(out_dtype),
+                    directions=torch.from_numpy(np.concatenate(directions)).to(device=w.device, dtype=out_dtype),
                     residual_ratio=torch.tensor(ratios, dtype=torch.float64),
                     rounds=torch.tensor(rounds, dtype=torch.long), groups=torch.tensor(gids, dtype=torch.long))
 
@@ -464,13 +555,96 @@ def _candidate_responses(layer: nn.Module, inputs: torch.Tensor, candidates: tor
     conv = _CONV[type(layer)]
     if layer.groups != 1 or layer.padding_mode != "zeros":
         raise ValueError("campaign_ handles convolutions with groups=1 and zero padding only")
+    if response_fn is None:
+        # a convolution is linear in its filter, so a filter's mean response is the dot product of the
+        # filter with the mean patch: [N, in * kernel] numbers instead of C full output maps
+        return _mean_patches(layer, inputs) @ candidates.flatten(1).T
     parts = []
     for start in range(0, inputs.shape[0], batch_size):
         out = conv(inputs[start:start + batch_size], candidates, None, layer.stride, layer.padding,
                    layer.dilation)
-        if response_fn:
-            out = response_fn(out)
-        parts.append(out.flatten(2).mean(dim=2))
+        parts.append(response_fn(out).flatten(2).mean(dim=2))
+    return torch.cat(parts)
+
+
+def _mean_patches(layer: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    r"""``[N, in_channels * prod(kernel)]``: each entry of the convolution's input patch averaged over the
+    output positions, so that ``_mean_patches(layer, x) @ w.flatten()`` is the mean over positions of
+    ``conv(x, w)`` for any filter ``w`` (zero padding, no bias).
+
+    Along each spatial axis a 0/1 matrix ``[L, k]`` marks which input index kernel tap ``j`` reads at some
+    output position (stride, dilation and padding included; taps that fall on the padding read zeros).
+    The axes are contracted one at a time, so the cost is one pass over the inputs per axis.
+    """
+    spatial = inputs.shape[2:]
+    kernel = layer.kernel_size
+    if inputs.dim() != len(kernel) + 2:
+        raise ValueError(f"campaign_ handles {type(layer).__name__} layers fed [N, channels, *positions]; got "
+                         f"input {tuple(inputs.shape)}")
+    taps, positions = [], 1
+    for axis, (size, k) in enumerate(zip(spatial, kernel)):
+        stride, dilation = layer.stride[axis], layer.dilation[axis]
+        if isinstance(layer.padding, str):  # "valid" or "same" (extra padding on the far side, as torch does)
+            before = dilation * (k - 1) // 2 if layer.padding == "same" else 0
+            after = dilation * (k - 1) - before if layer.padding == "same" else 0
+        else:
+            before = after = layer.padding[axis]
+        n_out = (size + before + after - dilation * (k - 1) - 1) // stride + 1
+        index = (torch.arange(n_out)[:, None] * stride - before + torch.arange(k)[None, :] * dilation)
+        inside = (index >= 0) & (index < size)
+        tap = torch.zeros(size, k, dtype=inputs.dtype)
+        tap[index[inside], torch.arange(k).expand_as(index)[inside]] = 1.0
+        taps.append(tap.to(inputs.device))
+        positions *= n_out
+    n, channels = inputs.shape[:2]
+    out = inputs @ taps[-1]  # [N, C, L_0, ..., L_{m-2}, k_{m-1}]
+    for axis in range(len(taps) - 2, -1, -1):
+        out = taps[axis].T @ out.reshape(n, channels, *spatial[:axis], spatial[axis], -1)
+    return out.reshape(n, -1) / positions
+
+
+def _sequential_path(model: nn.Module, layers: Sequence[nn.Module]) -> Optional[List[int]]:
+    """Positions of ``layers`` among the children of a plain ``nn.Sequential`` (increasing), or ``None``
+    when the model is anything else: then each layer's inputs come from a forward pass with a hook."""
+    if (not isinstance(model, nn.Sequential) or type(model).forward is not nn.Sequential.forward
+            or model._forward_hooks or model._forward_pre_hooks):
+        return None
+    children = list(model)
+    positions = []
+    for layer in layers:
+        where = [i for i, child in enumerate(children) if child is layer]
+        if not where or (positions and where[0] <= positions[-1]):
+            return None
+        positions.append(where[0])
+    return positions
+
+
+#: Bytes of the largest activation of one forward chunk when a plain ``nn.Sequential`` is walked.
+_CHUNK_BYTES = 1 << 22
+
+
+def _run_children(children: Sequence[nn.Module], h: torch.Tensor, x_shape, batch_size: int) -> torch.Tensor:
+    """``h`` through ``children`` in turn, at most ``batch_size`` samples at a time.
+
+    The first chunk of 16 samples measures the largest activation per sample; the later chunks hold
+    about ``_CHUNK_BYTES`` of it, so that the activations stay in the cache (a convolution's output
+    maps are large: 1,000 samples of 16 maps of 28 x 28 take 50 MB and run at less than half the speed).
+    """
+    if not children:
+        return h
+    parts, start, size = [], 0, min(batch_size, 16)
+    while start < h.shape[0]:
+        chunk, widest = h[start:start + size], 0
+        try:
+            for child in children:
+                chunk = child(chunk)
+                if isinstance(chunk, torch.Tensor) and chunk.dim():
+                    widest = max(widest, chunk[:1].numel() * chunk.element_size())
+        except RuntimeError as err:
+            raise ValueError(f"campaign_: the data (shape {tuple(x_shape)}) does not fit the model: {err}") from err
+        parts.append(chunk)
+        start += size
+        size = max(1, min(batch_size, _CHUNK_BYTES // max(widest, 1)))
     return torch.cat(parts)
 
 
@@ -509,7 +683,8 @@ def campaign_(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, base: str =
         layers: names of the layers to initialize (default all weight layers); the others keep their
             weights but are still run to compute the responses.
         num_classes: number of classes (default ``y.max() + 1``).
-        batch_size: samples per forward chunk.
+        batch_size: at most this many samples per forward chunk (a plain ``nn.Sequential`` takes fewer
+            when they would hold more than 4 MB of activations, which then stay in the cache).
         generator: for the candidates (and the random scores); pass a seeded one for reproducibility.
         return_report: also return ``{layer name: LayerCampaign}``.
 
@@ -553,7 +728,7 @@ def campaign_(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, base: str =
         raise TypeError(f"x must be a tensor of inputs, got {type(x).__name__}")
     if x.dim() == 0:
         raise ValueError("x must be a batch of inputs [N, ...], got a 0-d tensor (a single number)")
-    if not torch.isfinite(x).all():
+    if not _all_finite(x):
         raise ValueError("x contains NaN or inf: clean or standardize the data first")
     if num_classes is not None and not (isinstance(num_classes, numbers.Real) and not isinstance(num_classes, bool)
                                         and float(num_classes).is_integer()):
@@ -612,10 +787,15 @@ def campaign_(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, base: str =
                              f"({order}); give one alpha per layer or a single number")
 
     report: Dict[str, LayerCampaign] = {}
+    # a plain nn.Sequential is walked child by child: each layer's inputs are the previous layer's inputs
+    # pushed through the children between the two, instead of a forward pass from the start per layer
+    path = _sequential_path(model, [all_layers[name] for name in order])
+    children = list(model) if path is not None else []
+    h, at = x, 0  # h: the inputs of children[at]
     try:
         # a failure half-way leaves every weight as it was
         with weights_restored_on_error({name: all_layers[name] for name in order}):
-            for name, alpha in zip(order, alpha_list):
+            for step, (name, alpha) in enumerate(zip(order, alpha_list)):
                 start = time.perf_counter()
                 layer = all_layers[name]
                 weight = layer.weight
@@ -626,7 +806,11 @@ def campaign_(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, base: str =
                 candidates = torch.randn((n_candidates, *weight.shape[1:]), generator=generator) * std
                 candidates = candidates.to(device=device, dtype=weight.dtype)
 
-                inputs = _layer_inputs(model, layer, x, batch_size)
+                if path is None:
+                    inputs = _layer_inputs(model, layer, x, batch_size)
+                else:
+                    inputs = h = _run_children(children[at:path[step]], h, x.shape, batch_size)
+                    at = path[step]
                 responses = _candidate_responses(layer, inputs, candidates, response_fn, batch_size)
                 info = {key: v.cpu() for key, v in information_scores(responses, y, num_classes).items()}
                 scores = campaign_scores(info, alpha, mode, generator=generator)

@@ -13,7 +13,8 @@ with :math:`X_{nj}` the response of neuron :math:`n` to samples of class :math:`
 first term comes from the current mini-batch (it carries the gradient) and the class means from the most
 recent :math:`m` mini-batches (detached). :class:`NeuronSteadiness` keeps those means as running
 per-class sums and counts of the last :math:`m` batches, not as raw activations, so its memory is
-:math:`m \times K \times n` numbers whatever the batch size.
+:math:`m \times K \times (n + 1)` numbers whatever the batch size, and its cost per step does not grow
+with :math:`m`.
 
 This module holds the method: the regularizer (:class:`NeuronSteadiness`, usable as an ``extra_losses``
 term of :func:`neuronlab.train.fit` or in any training loop), the per-epoch metric
@@ -29,7 +30,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-from typing import Dict, Iterable, Mapping, Optional, Sequence, Union
+from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -209,7 +210,17 @@ class NeuronSteadiness(RecordingTerm):
     layer's width (for ``nn.Linear``/``nn.Conv*``; other layers at the first step), and unknown layer
     names raise :class:`neuronlab.probe.LayerNotFoundError` listing the model's layers. :meth:`loss`
     takes 1-D integer targets of any integer dtype (``int32``, ``uint8``: converted to ``long``) in
-    ``0..K-1``, and says whether a NaN/inf penalty comes from the responses or from an overflow.
+    ``0..K-1``, checked before any running statistic changes (on a GPU the first batch's only: a check
+    there waits for the device). It reads the penalty back to check it for NaN/inf on the first step
+    and then every :attr:`check_every` steps (and whenever :attr:`last_value` is read), and says whether
+    a NaN/inf penalty comes from the responses or from an overflow; :func:`neuronlab.train.fit` checks
+    the whole loss after every step anyway.
+
+    **Cost.** On a small network a step of this term costs its number of tensor operations, not
+    arithmetic: a one-hot gather (which also checks the labels), one matrix product into the ring slot,
+    one sum over the window, one division, one gather of each sample's class mean and one fused squared
+    distance. ``python scripts/bench.py nsr`` times it beside the official code's scheme
+    (:class:`neuronlab.experiments.bench.FifoSteadiness`).
 
     Example:
         An identity layer, so that its responses are the inputs: neuron 0 answers class 0 with 0 and 2
@@ -273,6 +284,7 @@ class NeuronSteadiness(RecordingTerm):
         self.num_classes = num_classes
         self.memory = memory
         self.class_weights = class_weights
+        self._frequency_weights = isinstance(class_weights, str) and class_weights == "frequency"
         self.neuron_reduction = neuron_reduction
         self.conv = conv
         self.distributed = distributed
@@ -294,11 +306,27 @@ class NeuronSteadiness(RecordingTerm):
         self.reset()
 
     # -------------------------------------------------------------------------------- state and hooks
+    #: Check the penalty for NaN/inf on the first step and then every this many steps (and whenever
+    #: :attr:`last_value` is read). Each check reads a number back to the host, which on a GPU waits for
+    #: the step to finish; :func:`neuronlab.train.fit` checks the total loss itself after every step.
+    check_every = 100
+
+    #: Above this many running numbers (memory x classes x neurons) the window's total is updated by
+    #: adding the new batch and subtracting the one that leaves, and recomputed exactly once per window,
+    #: so the cost per step does not grow with the memory; below it one sum over the window is cheaper.
+    incremental_above = 1 << 15
+
+    #: Up to this many numbers (observations x classes) the batch's class sums are one matrix product
+    #: with the labels' one-hot matrix (fewer operations); above it they are scattered (less memory and
+    #: arithmetic, e.g. for the positions of a convolutional layer).
+    onehot_up_to = 1 << 16
+
     def reset(self) -> None:
         """Forget the running class statistics (e.g. between two training runs)."""
-        self._sums: Dict[str, Optional[torch.Tensor]] = {name: None for name in self.layers}
-        self._counts: Dict[str, Optional[torch.Tensor]] = {name: None for name in self.layers}
+        self._windows: Dict[str, _ClassWindow] = {}
+        self._plan = None
         self._slot = 0
+        self._steps = 0
         self._checked = False
 
     def _is_distributed(self) -> bool:
@@ -313,103 +341,181 @@ class NeuronSteadiness(RecordingTerm):
 
     def loss(self, targets: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The penalty for the last forward pass of the model, given its ``targets`` (and a node ``mask``)."""
+        plan = self._plan
+        if plan is not None and mask is None and type(targets) is torch.Tensor and targets.dtype is torch.long:
+            # The common case, inlined: on a small network each line here is paid at every step.
+            name, window, scale, max_rows, width, dtype, device_index = plan
+            x = self._recorder.latest(name)
+            if (x is not None and x.dtype is dtype and x.get_device() == device_index and targets.dim() == 1
+                    and x.shape == (targets.shape[0], width) and targets.shape[0] <= max_rows):
+                try:
+                    onehot = window.eye.index_select(0, targets)  # checks the labels on the CPU
+                except (IndexError, RuntimeError):
+                    onehot = None  # the general path below raises the clear error
+                if onehot is not None:
+                    index = self._slot
+                    torch.mm(onehot.T, x.detach(), out=window.sums[index])
+                    torch.sum(onehot, 0, out=window.counts[index])
+                    if window.memory > 1:
+                        torch.sum(window.ring, 0, out=window.total)
+                    torch.div(window.total_sums, window.total_counts, out=window.means)
+                    penalty = _mse_sum(x, window.means.index_select(0, targets)) * (scale / targets.shape[0])
+                    self._slot = (index + 1) % window.memory
+                    self._steps = steps = self._steps + 1
+                    self._last = penalty.detach()  # not the graph, which would be freed inside the next step
+                    if steps % self.check_every == 0:
+                        self._raise_if_not_finite(penalty)
+                    return penalty
         if not self._recorder.active:
             raise RuntimeError("NeuronSteadiness records nothing outside its with-block: use "
                                "`with NeuronSteadiness(...) as nsr:` around training")
+        if type(targets) is not torch.Tensor or targets.dtype is not torch.long:
+            targets = self._as_long_targets(targets)
+        if targets.dim() != 1:
+            raise ValueError(f"targets must be a 1-D tensor of class indices, got shape {tuple(targets.shape)} "
+                             f"and dtype {targets.dtype} (one-hot or soft labels: pass .argmax(1))")
+        if mask is not None:
+            self._check_mask(mask, targets)
+        distributed = self._is_distributed()
+        # Read and check every layer's response and labels before any running statistic changes.
+        inputs = [self._layer_input(name, targets, mask) for name in self.layers]
+        total = None
+        for name, (x, y, window, onehot, counts) in zip(self.layers, inputs):
+            penalty = self._layer_penalty(name, x, y, window, onehot, counts, distributed)
+            total = penalty if total is None else total + penalty
+        self._slot = (self._slot + 1) % self.memory
+        self._steps += 1
+        value, world = total, 1  # kept as it is (no detach: one operation less); last_value reads the number
+        if distributed:
+            world = torch.distributed.get_world_size()
+            value = total.detach().clone()
+            torch.distributed.all_reduce(value)
+        self._last = value
+        if self._steps == 1 or self._steps % self.check_every == 0:
+            self._raise_if_not_finite(value)
+        self._plan = self._make_plan(inputs, mask, distributed)
+        return total * world if world > 1 else total
+
+    def _make_plan(self, inputs, mask, distributed: bool):
+        """What the common case of :meth:`loss` needs, kept after a first step that went the general way: one dense layer,
+        frequency weights, one lambda, one process, no mask, small batches (one-hot). On a small network a
+        step of this term costs its number of operations and its Python overhead, so the common case
+        skips the general path's bookkeeping; anything else goes the general way again. Whether training
+        is distributed is read at that first step (a process group started later needs ``reset()``)."""
+        if len(self.layers) != 1 or not self._frequency_weights or mask is not None or distributed:
+            return None
+        name = next(iter(self.layers))
+        response, _, window, onehot, _ = inputs[0]
+        lam = self.lam[name]
+        if (onehot is None or window.incremental or isinstance(lam, torch.Tensor)
+                or self._recorder[name].dim() != 2 or response.dtype != window.ring.dtype):
+            return None
+        per_neuron = 1.0 / response.shape[1] if self.neuron_reduction == "mean" else 1.0
+        return (name, window, lam * per_neuron, self.onehot_up_to // self.num_classes, response.shape[1],
+                response.dtype, response.get_device())
+
+    def _as_long_targets(self, targets) -> torch.Tensor:
+        """``targets`` as a ``long`` tensor (from any integer tensor or NumPy array), or a clear error."""
         if not isinstance(targets, torch.Tensor):
             if not (isinstance(targets, np.ndarray) and np.issubdtype(targets.dtype, np.integer)):
                 raise TypeError(f"targets must be a tensor of class indices, got {type(targets).__name__}")
             targets = torch.from_numpy(np.ascontiguousarray(targets))
         dtype = targets.dtype
-        if dtype is not torch.long and (dtype.is_floating_point or dtype.is_complex or dtype is torch.bool):
-            dtype = None
-        if targets.dim() != 1 or dtype is None:
+        if targets.dim() != 1 or dtype.is_floating_point or dtype.is_complex or dtype is torch.bool:
             raise ValueError(f"targets must be a 1-D tensor of class indices, got shape {tuple(targets.shape)} "
                              f"and dtype {targets.dtype} (one-hot or soft labels: pass .argmax(1))")
-        if dtype is not torch.long:  # int32, uint8, ... are valid class indices: convert
-            targets = targets.long()
-        if mask is not None:
-            if not isinstance(mask, torch.Tensor) or mask.dim() != 1:
-                raise ValueError("mask must be a 1-D tensor: a boolean node mask or node indices")
-            if mask.dtype == torch.bool and mask.shape[0] != targets.shape[0]:
-                raise ValueError(f"the boolean mask has {mask.shape[0]} entries but there are {targets.shape[0]} "
-                                 "targets: pass one entry per node")
-            if mask.dtype != torch.bool and (mask.dtype.is_floating_point or mask.dtype.is_complex):
-                raise ValueError(f"mask must be boolean or integer node indices, got dtype {mask.dtype}")
-        distributed = self._is_distributed()
-        world = torch.distributed.get_world_size() if distributed else 1
-        total = None
-        for name in self.layers:
-            penalty = self._layer_penalty(name, self._recorder[name], targets, mask, distributed)
-            total = penalty if total is None else total + penalty
-        self._slot = (self._slot + 1) % self.memory
-        value = total.detach()
-        if distributed:
-            value = value.clone()
-            torch.distributed.all_reduce(value)
-        if value.device.type == "cpu" and not math.isfinite(value.item()):  # NaN in a response reaches the penalty
-            raise NonFiniteResponseError(self._non_finite_message(value.item()))
-        self._last = value
-        return total * world if world > 1 else total
+        return targets.long()  # int32, uint8, ... are valid class indices
 
-    def _layer_penalty(self, name: str, response: torch.Tensor, targets: torch.Tensor,
-                       mask: Optional[torch.Tensor], distributed: bool) -> torch.Tensor:
-        # Small networks make this a handful of tiny tensors, where the cost is the number of operations,
-        # not arithmetic: hence one_hot (it also validates), fused sums, and one mse_loss for the penalty.
+    @staticmethod
+    def _check_mask(mask, targets: torch.Tensor) -> None:
+        if not isinstance(mask, torch.Tensor) or mask.dim() != 1:
+            raise ValueError("mask must be a 1-D tensor: a boolean node mask or node indices")
+        if mask.dtype == torch.bool and mask.shape[0] != targets.shape[0]:
+            raise ValueError(f"the boolean mask has {mask.shape[0]} entries but there are {targets.shape[0]} "
+                             "targets: pass one entry per node")
+        if mask.dtype != torch.bool and (mask.dtype.is_floating_point or mask.dtype.is_complex):
+            raise ValueError(f"mask must be boolean or integer node indices, got dtype {mask.dtype}")
+
+    def _layer_input(self, name: str, targets: torch.Tensor, mask: Optional[torch.Tensor]):
+        """Layer ``name``'s response as ``[observations, neurons]``, their labels, the layer's class
+        window, and the labels as a one-hot matrix (small batches) or as class counts (large ones, on the
+        CPU), both made in a way that checks the labels before anything is stored."""
+        response = self._recorder[name]
         if response.shape[0] != targets.shape[0]:
             raise ValueError(f"layer {name!r} saw {response.shape[0]} samples but {targets.shape[0]} targets "
                              "were given: call loss() right after the forward pass of this batch")
         y = targets
         if mask is not None:
             response, y = response[mask], y[mask]
-        if response.dim() > 2:
-            if self.conv == "mean":
+        if response.dim() != 2:
+            if self.conv == "mean" and response.dim() > 2:
                 response = response.flatten(2).mean(2)
             else:
                 response, y = classwise.observations(response, y)
-        x = response
         lam = self.lam[name]
-        if isinstance(lam, torch.Tensor) and lam.dim() == 1 and lam.shape[0] not in (1, x.shape[1]):
-            raise ValueError(f"lam for layer {name!r} has {lam.shape[0]} entries but the layer has {x.shape[1]} "
-                             "neurons: give one lambda per neuron (or a single number)")
-        if x.device.type != "cpu" and not self._checked:  # one_hot checks labels on the CPU only: check once
+        if isinstance(lam, torch.Tensor) and lam.dim() == 1 and lam.shape[0] not in (1, response.shape[1]):
+            raise ValueError(f"lam for layer {name!r} has {lam.shape[0]} entries but the layer has "
+                             f"{response.shape[1]} neurons: give one lambda per neuron (or a single number)")
+        window = self._windows.get(name)
+        if window is None:
+            window = self._windows[name] = _ClassWindow(self.memory, self.num_classes, response,
+                                                        self.incremental_above)
+        elif window.means.shape[1] != response.shape[1] or window.means.device != response.device:
+            raise ValueError(f"layer {name!r} now gives {response.shape[1]} neurons on {response.device}, but its "
+                             f"running class means hold {window.means.shape[1]} on {window.means.device}: call "
+                             "reset() after changing the model or moving it to another device")
+        on_cpu = y.device.type == "cpu"
+        if not on_cpu and not self._checked:  # on a GPU a check waits for the device: check the first batch
             classwise.check_labels(y, y.shape[0], self.num_classes)
             self._checked = True
+        onehot = counts = None
         try:
-            onehot = F.one_hot(y, self.num_classes).to(x.dtype)
-        except RuntimeError as err:
-            raise ValueError(f"labels must be class indices in 0..{self.num_classes - 1} ({err}): check "
-                             "num_classes") from None
-        if self._sums[name] is None:
-            self._sums[name] = x.new_zeros(self.memory, self.num_classes, x.shape[1])
-            self._counts[name] = x.new_zeros(self.memory, self.num_classes)
-        sums, counts = self._sums[name][self._slot], self._counts[name][self._slot]
-        torch.mm(onehot.T, x.detach(), out=sums)
-        torch.sum(onehot, 0, out=counts)
-        if distributed:
-            stacked = torch.cat([sums, counts[:, None]], dim=1)
-            torch.distributed.all_reduce(stacked)
-            sums.copy_(stacked[:, :-1])
-            counts.copy_(stacked[:, -1])
-        means = self._sums[name].sum(0) / self._counts[name].sum(0).clamp_min(1)[:, None]  # no graph: detached
-        centre = means[y]
+            if y.shape[0] * self.num_classes <= self.onehot_up_to:
+                onehot = window.eye.index_select(0, y)  # checks the labels on the CPU
+            elif on_cpu:
+                counts = torch.bincount(y, minlength=self.num_classes)  # fails on a negative label
+                if counts.shape[0] != self.num_classes:
+                    raise IndexError
+        except (IndexError, RuntimeError):
+            raise ValueError(f"labels must be class indices in 0..{self.num_classes - 1}, got values from "
+                             f"{y.min().item()} to {y.max().item()}: check num_classes") from None
+        return response, y, window, onehot, counts
+
+    def _layer_penalty(self, name: str, x: torch.Tensor, y: torch.Tensor, window: "_ClassWindow",
+                       onehot: Optional[torch.Tensor], counts: Optional[torch.Tensor],
+                       distributed: bool) -> torch.Tensor:
+        # On a small network this is a handful of tiny tensors, where the cost is the number of
+        # operations, not arithmetic: one gather of one-hot rows (it also checks the labels), one matrix
+        # product into the ring slot, one sum over the window, one gather and one fused mse_loss.
+        means, batch_counts = window.update(self._slot, x, y, onehot, counts, distributed)
+        centre = means.index_select(0, y)
+        if centre.dtype != x.dtype:
+            centre = centre.to(x.dtype)
+        lam = self.lam[name]
         per_neuron = 1.0 / x.shape[1] if self.neuron_reduction == "mean" else 1.0
         # sigma_n = sum_j alpha_j / |B_j| * sum_{i in B_j} (x_in - mu_jn)^2, i.e. one weight per sample;
         # with frequency weights alpha_j / |B_j| = 1 / |B| for every sample.
-        if isinstance(self.class_weights, str) and self.class_weights == "frequency":
+        if self._frequency_weights:
             if not isinstance(lam, torch.Tensor):
-                squared = F.mse_loss(x, centre, reduction="sum")
+                squared = _mse_sum(x, centre)
                 if distributed:
-                    return squared * (lam * per_neuron) / counts.sum()
+                    return squared * (lam * per_neuron) / batch_counts.sum()
                 return squared * (lam * per_neuron / x.shape[0])
-            per_sample = 1.0 / (counts.sum() if distributed else x.shape[0])
-        elif isinstance(self.class_weights, torch.Tensor):
-            per_sample = (onehot @ (self.class_weights.to(x) / counts.clamp_min(1)))[:, None]
+            per_sample = 1.0 / (batch_counts.sum() if distributed else x.shape[0])
         else:
-            present = (counts > 0).to(x.dtype)
-            per_sample = (onehot @ (present / present.sum().clamp_min(1) / counts.clamp_min(1)))[:, None]
+            if isinstance(self.class_weights, torch.Tensor):
+                class_weight = self.class_weights.to(batch_counts)
+            else:
+                present = (batch_counts > 0).to(batch_counts.dtype)
+                class_weight = present / present.sum().clamp_min(1)
+            per_sample = (class_weight / batch_counts.clamp_min(1)).index_select(0, y)[:, None].to(x.dtype)
         weights = per_sample * (lam.to(x) if isinstance(lam, torch.Tensor) else lam) * per_neuron
         return ((x - centre).square() * weights).sum()
+
+    def _raise_if_not_finite(self, value: torch.Tensor) -> None:
+        number = value.item()
+        if not math.isfinite(number):
+            raise NonFiniteResponseError(self._non_finite_message(number))
 
     @property
     def last_value(self) -> Optional[float]:
@@ -465,6 +571,78 @@ class NeuronSteadiness(RecordingTerm):
         return (f"NeuronSteadiness(layers={list(self.layers)}, num_classes={self.num_classes}, memory={self.memory}, "
                 f"class_weights={self.class_weights if isinstance(self.class_weights, str) else 'tensor'}, "
                 f"neuron_reduction={self.neuron_reduction!r}, conv={self.conv!r})")
+
+
+if hasattr(torch._C._nn, "mse_loss"):
+    _SUM = 2  # the ATen reduction code of "sum" (torch.nn._reduction.get_enum("sum"))
+
+    def _mse_sum(x: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+        """``((x - centre)**2).sum()`` in one fused operation, differentiable in ``x``. ``F.mse_loss``
+        spends more time on its Python-side checks than on a 100 x 10 tensor; the shapes are equal by
+        construction here, so the ATen operation is called directly."""
+        return torch._C._nn.mse_loss(x, centre, _SUM)
+else:  # pragma: no cover - every PyTorch this package supports has it
+    def _mse_sum(x: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(x, centre, reduction="sum")
+
+
+class _ClassWindow:
+    """One layer's class sums and counts over the last ``memory`` mini-batches.
+
+    A ring ``[memory, K, n + 1]`` holds each batch's class sums with its class counts as an extra
+    column; a slot is one contiguous block, so a distributed step all-reduces it in one call. The
+    window's total is the sum over the ring, or for large layers (more than ``incremental_above`` numbers
+    in the ring, ``memory > 2``) a running total that adds the new batch and subtracts the one that
+    leaves, recomputed exactly once per window so rounding does not accumulate. Every view and buffer is
+    made once: on a small network the cost of a step is the number of operations, not arithmetic."""
+
+    __slots__ = ("ring", "slots", "sums", "counts", "total", "total_sums", "total_counts", "means",
+                 "incremental", "memory", "eye")
+
+    def __init__(self, memory: int, num_classes: int, like: torch.Tensor, incremental_above: int):
+        width = like.shape[1]
+        dtype = torch.promote_types(like.dtype, torch.float32)  # class counts stay exact for float16
+        self.memory = memory
+        self.ring = like.new_zeros(memory, num_classes, width + 1, dtype=dtype)
+        self.slots = list(self.ring.unbind(0))
+        self.sums = [slot[:, :width] for slot in self.slots]
+        self.counts = [slot[:, width] for slot in self.slots]
+        self.total = self.slots[0] if memory == 1 else self.ring.new_zeros(num_classes, width + 1)
+        self.total_sums, self.total_counts = self.total[:, :width], self.total[:, width:]
+        self.means = self.ring.new_empty(num_classes, width)
+        self.incremental = memory > 2 and self.ring.numel() > incremental_above
+        self.eye = torch.eye(num_classes, dtype=dtype, device=like.device)
+
+    def update(self, index: int, x: torch.Tensor, y: torch.Tensor, onehot: Optional[torch.Tensor],
+               counts: Optional[torch.Tensor], distributed: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Put batch ``(x, y)`` in slot ``index``, by a product with the labels' ``onehot`` matrix when
+        given, else by scattering (with the class ``counts`` when given); return the class means over the window (``[K, n]``; a class absent from the whole window gets
+        0/0, a row that is never read) and the batch's class counts (all ranks together when
+        distributed)."""
+        slot, batch_counts = self.slots[index], self.counts[index]
+        if self.incremental:
+            self.total.sub_(slot)  # the batch that leaves the window
+        observed = x.detach()
+        if observed.dtype != self.ring.dtype:
+            observed = observed.to(self.ring.dtype)
+        if onehot is not None:
+            torch.mm(onehot.T, observed, out=self.sums[index])
+            torch.sum(onehot, 0, out=batch_counts)
+        else:
+            self.sums[index].zero_().index_add_(0, y, observed)
+            if counts is None:
+                batch_counts.zero_().index_add_(0, y, observed.new_ones(()).expand(y.shape[0]))
+            else:
+                batch_counts.copy_(counts)
+        if distributed:
+            torch.distributed.all_reduce(slot)
+        if self.memory > 1:
+            if self.incremental and index != 0:
+                self.total.add_(slot)
+            else:
+                torch.sum(self.ring, 0, out=self.total)
+        torch.div(self.total_sums, self.total_counts, out=self.means)
+        return self.means, batch_counts
 
 
 def variance_by_correctness(responses: torch.Tensor, labels: torch.Tensor, predictions: torch.Tensor,

@@ -171,7 +171,12 @@ class ResponseRecorder:
         self._handles: list = []
 
     def _hook(self, name: str):
+        as_it_is = not self.detach and self.reduce is None and not self.accumulate
+
         def hook(module, inputs, output):
+            if as_it_is and type(output) is torch.Tensor:  # a loss term's hot path: nothing to convert
+                self._store[name] = [output]
+                return
             if isinstance(output, (tuple, list)) and output:
                 output = output[0]
             if not isinstance(output, torch.Tensor):
@@ -183,6 +188,13 @@ class ResponseRecorder:
             else:
                 self._store[name] = [out]
         return hook
+
+    def latest(self, name: str) -> Optional[torch.Tensor]:
+        """The last forward call's output of layer ``name`` while the recorder is active, else ``None``
+        (also for an unknown name, no forward pass yet, or ``accumulate`` with several calls). No error:
+        for a loss term's hot path, which falls back to ``recorder[name]`` and its clear errors."""
+        chunks = self._store.get(name) if self._handles else None
+        return chunks[0] if chunks and len(chunks) == 1 else None
 
     @property
     def active(self) -> bool:

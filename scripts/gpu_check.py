@@ -30,7 +30,9 @@ What it measures
 2. **The NSR overhead** on the device: MLP-4 (batch 100, NSR on the logits, m = 5) and ResNet-18
    (batch 128, NSR on the logits, m = 1), steps with and without :class:`neuronlab.nsr.NeuronSteadiness`
    on copies of the same network, interleaved step by step, median step times (the approach of
-   ``scripts/bench_nsr.py``, with ``torch.cuda.synchronize`` around each step).
+   ``scripts/bench.py``, with ``torch.cuda.synchronize`` around each step); and ``scripts/bench.py``'s
+   NSR table on the device: MLP-4 at each memory m in 1, 5, 20, 50, with NSR, with the official-style FIFO
+   and with the cheapest extra term, as ratios to the plain step.
 3. **Peak GPU memory** of each setting (``torch.cuda.max_memory_allocated``, the training data on the
    device included, as ``fit`` holds it there).
 
@@ -113,8 +115,8 @@ from neuronlab.nsr import NeuronSteadiness  # noqa: E402
 from neuronlab.rejuvenation import GammaL1  # noqa: E402
 from neuronlab.train import StepContext, evaluate, fit, make_optimizer  # noqa: E402
 
-sys.path.insert(0, str(REPO / "scripts"))
-from bench_nsr import interleaved_times  # noqa: E402  (the same interleaved timing as the CPU benchmark)
+from neuronlab.experiments import bench  # noqa: E402  (the same interleaved timing as the CPU benchmark)
+from neuronlab.experiments.bench import interleaved_times  # noqa: E402
 
 PROFILE = "full"
 DRY_LABEL = "dry run on CPU: timings are not GPU timings"
@@ -843,7 +845,7 @@ def measure(recipe: Recipe, size: DataSize, data: SimpleNamespace, mode: Mode, a
 def nsr_overhead(model: nn.Module, layer: str, x: torch.Tensor, y: torch.Tensor, *, lam: float, memory: int,
                  opt_kwargs: Mapping[str, float], repeats: int, rounds: int, device: torch.device,
                  warmup: int = 10) -> Dict[str, float]:
-    """Median step time without and with :class:`NeuronSteadiness` on ``layer``, as ``scripts/bench_nsr.py``
+    """Median step time without and with :class:`NeuronSteadiness` on ``layer``, as ``scripts/bench.py``
     measures it: each variant on its own copy of ``model``, the two interleaved step by step (so drifts in
     the device's speed hit both alike), ``warmup`` untimed steps, ``repeats`` timed ones, over ``rounds``
     fresh rounds; the ratio is the median of the rounds' ratios."""
@@ -887,6 +889,13 @@ def nsr_ratios(mode: Mode) -> Dict[str, Dict[str, float]]:
         resnet, "fc", x, y, lam=ch03.OFFICIAL_LAMBDAS["ResNet-18"], memory=1, opt_kwargs=cnn_opt,
         repeats=mode.nsr_repeats[1], rounds=mode.nsr_rounds, device=device, warmup=3 if mode.dry else 10)
     return out
+
+
+def nsr_memory_table(mode: Mode):
+    """``scripts/bench.py``'s NSR table on the device (MLP-4, batch 100, every memory of
+    :data:`neuronlab.experiments.bench.MEMORIES`; no CNN): the summary over rounds."""
+    return bench.nsr_summary(bench.nsr_table(repeats=mode.nsr_repeats[0], rounds=mode.nsr_rounds, cnn=False,
+                                             device=str(mode.device)))
 
 
 # ============================================================================== the whole check
@@ -984,7 +993,7 @@ def _md_escape(value: Any) -> str:
 
 
 def write_outputs(out_dir: Path, table: Sequence[Mapping[str, Any]], ratios: Mapping[str, Mapping[str, float]],
-                  mode: Mode, wall_s: float, budget_s: float) -> None:
+                  mode: Mode, wall_s: float, budget_s: float, memories=None) -> None:
     """Write ``table.csv`` (the rows) and ``table.md`` (header with device, torch version and NSR ratios, the
     rows, totals per chapter, and the data sizes with their sources)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1017,6 +1026,14 @@ def write_outputs(out_dir: Path, table: Sequence[Mapping[str, Any]], ratios: Map
         lines.append(f"| {name} | {r['plain_ms']:.3f} | {r['nsr_ms']:.3f} | {r['ratio']:.3f} | {r['steps']} |")
     if not ratios:
         lines.append("| (not measured) | | | | |")
+    lines += ["", "## NSR per memory m (MLP-4, batch 100; step time / plain step, medians over rounds)", "",
+              "| case | plain ms/step | lam*mean(x^2) | NeuronSteadiness | official-style FIFO | NSR faster than "
+              "FIFO in every round |", "|---|---|---|---|---|---|"]
+    for case, r in (memories.iterrows() if memories is not None else []):
+        lines.append(f"| {case} | {r['plain_ms']:.3f} | {r['square_ratio']:.3f} | {r['nsr_ratio']:.3f} | "
+                     f"{r['fifo_ratio']:.3f} | {bool(r['beats_fifo'])} |")
+    if memories is None:
+        lines.append("| (not measured) | | | | | |")
     lines += ["", "## Settings", "",
               "Projected s/epoch = ceil(real training split / batch) x s/step + one evaluation of validation "
               "and test; projected hours = s/epoch x epochs x runs, runs one after another on this device. "
@@ -1118,9 +1135,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception:  # noqa: BLE001 - the table is still worth having
         traceback.print_exc()
         ratios, ok = {}, False
+    try:
+        memories = nsr_memory_table(mode)
+        for case, r in memories.iterrows():
+            print(f"NSR per memory, {case}: NSR {r['nsr_ratio']:.3f}, FIFO {r['fifo_ratio']:.3f}, "
+                  f"lam*mean(x^2) {r['square_ratio']:.3f} (ratios to {r['plain_ms']:.3f} ms)", flush=True)
+            ok &= math.isfinite(r["nsr_ratio"])
+    except Exception:  # noqa: BLE001 - the rest of the check is still worth having
+        traceback.print_exc()
+        memories, ok = None, False
     results = run_measurements(rows, mode, deadline)
     table = table_rows(rows, results, mode)
-    write_outputs(out_dir, table, ratios, mode, time.perf_counter() - START, args.budget_seconds)
+    write_outputs(out_dir, table, ratios, mode, time.perf_counter() - START, args.budget_seconds, memories)
     failed = [r for r in table if not (r["finite"] and r["loss fell"])]
     for r in failed:
         print(f"FAILED: {r['chapter']} {r['experiment']} {r['setting']}: finite={r['finite']}, "

@@ -1,5 +1,6 @@
 """Neuron Campaign (IBCI): scores against hand computations, the election's invariants, the whole campaign."""
 
+import copy
 import math
 import subprocess
 import sys
@@ -47,6 +48,16 @@ def test_total_variance_splits_into_between_and_within_for_balanced_classes():
     y = torch.arange(3).repeat(100)
     info = information_scores(z, y)
     torch.testing.assert_close(info["input"] ** 2, info["between"] + info["within"])
+
+
+def test_information_scores_do_not_see_an_offset_far_from_zero():
+    # every term is a variance, blind to a constant added to a neuron's responses; responses far from
+    # zero (here a million, with unit spread) must not lose the digits of E[z^2] - E[z]^2 to cancellation
+    z = torch.randn(300, 20, generator=gen(21), dtype=torch.float64) * torch.linspace(0.5, 2, 20, dtype=torch.float64)
+    y = torch.arange(3).repeat(100)
+    near, far = information_scores(z, y), information_scores(z + 1e6, y)
+    for key in ["input", "between", "within", "target"]:
+        torch.testing.assert_close(far[key], near[key], rtol=1e-9, atol=1e-12)
 
 
 def test_target_information_prefers_the_class_feature():
@@ -111,6 +122,50 @@ def test_elected_directions_are_orthonormal_and_first_pick_is_best_score():
         torch.testing.assert_close(e.directions[t].double(), p / p.norm(), atol=1e-6, rtol=0)
         assert e.residual_ratio[t].item() == pytest.approx((p.norm() / wi.norm()).item(), rel=1e-6)
     assert ((e.residual_ratio > 0) & (e.residual_ratio <= 1 + 1e-9)).all()
+
+
+def greedy_by_residuals(w, s, k, tol=1e-6):
+    """The election written out with every residual formed: P <- P - (P a) a^T after each pick."""
+    w, s = w.double(), s.double() + 1e-12
+    residuals, norms = w.clone(), w.norm(dim=1)
+    free = torch.ones(len(w), dtype=torch.bool)
+    picks, rounds, ratios, round_ = [], [], [], 0
+    for _ in range(k):
+        ratio = residuals.norm(dim=1) / norms
+        usable = free & (ratio > tol)
+        if not usable.any():  # the picks span the space: a new round starts from the candidates
+            residuals, ratio, usable, round_ = w.clone(), torch.ones_like(norms), free, round_ + 1
+        i = int(torch.where(usable, s * ratio, torch.tensor(-math.inf, dtype=torch.float64)).argmax())
+        a = residuals[i] / residuals[i].norm()
+        residuals = residuals - torch.outer(residuals @ a, a)
+        free[i] = False
+        picks.append(i)
+        rounds.append(round_)
+        ratios.append(ratio[i].item())
+    return picks, rounds, ratios
+
+
+@pytest.mark.parametrize("n, dim, k", [(400, 40, 120), (300, 200, 150), (150, 9, 30)])
+def test_election_matches_the_greedy_rule_with_every_residual_formed(n, dim, k):
+    # pools larger than the election's shortlist, and more picks than dimensions (rounds)
+    w = torch.randn(n, dim, generator=gen(n + dim))
+    s = torch.rand(n, generator=gen(k))
+    picks, rounds, ratios = greedy_by_residuals(w, s, k)
+    e = select_neurons(w, s, k)
+    assert e.indices.tolist() == picks
+    assert e.rounds.tolist() == rounds
+    torch.testing.assert_close(e.residual_ratio, torch.tensor(ratios, dtype=torch.float64), rtol=1e-9, atol=1e-12)
+
+
+def test_nearly_parallel_candidates_still_give_orthonormal_directions():
+    # every candidate within 1e-5 of one vector: each new direction is a tiny residual, where one
+    # Gram-Schmidt pass leaves a trace of the earlier directions far above rounding
+    g = gen(22)
+    w = torch.randn(1, 30, generator=g, dtype=torch.float64) + 1e-5 * torch.randn(200, 30, generator=g,
+                                                                                dtype=torch.float64)
+    e = select_neurons(w, torch.rand(200, generator=g), 25)
+    assert e.residual_ratio[1:].max() < 1e-4
+    torch.testing.assert_close(e.directions @ e.directions.T, torch.eye(25, dtype=torch.float64), atol=1e-12, rtol=0)
 
 
 def test_duplicate_candidates_are_never_both_elected_in_a_round():
@@ -269,6 +324,57 @@ def test_campaign_on_a_cnn_handles_more_filters_than_inputs():
     manual = nn.functional.conv2d(x, first.candidates, None, conv.stride, conv.padding).mean(dim=(2, 3))
     torch.testing.assert_close(first.info["input"], information_scores(manual, y)["input"])
     assert torch.isfinite(model(x)).all()
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")  # torch's note on the even kernel's padding
+@pytest.mark.parametrize("conv", [nn.Conv1d(2, 3, 3, stride=2, padding=1), nn.Conv2d(2, 3, 2, padding="same"),
+                                  nn.Conv2d(2, 3, (3, 2), stride=(2, 1), dilation=(1, 2)),
+                                  nn.Conv3d(2, 3, 3, dilation=2, padding=2)], ids=["1d", "2d-same", "2d", "3d"])
+def test_filter_responses_are_position_means_of_the_convolution(conv):
+    # the campaign scores a filter by its mean response without running the convolution of every
+    # candidate; compare with the convolution itself, in float64
+    dims = conv.weight.dim() - 2
+    x = torch.randn(45, 2, *[9, 8, 7][:dims], generator=gen(dims))
+    y = torch.arange(3).repeat(15)
+    with torch.no_grad():
+        features = nn.Flatten()(conv(x)).shape[1]
+    model = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Linear(features, 3))
+    _, report = campaign_(model, x, y, layers=["0"], generator=gen(), return_report=True)
+    candidates = report["0"].candidates.double()
+    convolve = [nn.functional.conv1d, nn.functional.conv2d, nn.functional.conv3d][dims - 1]
+    manual = convolve(x.double(), candidates, None, conv.stride, conv.padding, conv.dilation).flatten(2).mean(2)
+    expected = information_scores(manual, y)
+    for key in ["input", "between", "within"]:
+        torch.testing.assert_close(report["0"].info[key], expected[key], rtol=1e-5, atol=1e-9)
+
+
+class Wrapped(nn.Module):
+    """The same network behind a forward of its own, so the campaign reaches each layer with a hook."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_walking_a_sequential_gives_the_layers_the_inputs_of_a_forward_pass():
+    # a plain nn.Sequential is walked child by child, in chunks sized by its activations; any other
+    # model is run from the start for each layer: both must elect the same neurons
+    g = gen(13)
+    x = torch.randn(90, 1, 12, 12, generator=g)
+    y = torch.arange(3).repeat(30)
+    torch.manual_seed(0)
+    net = models.SmallCNN(in_channels=1, num_classes=3, channels=(6, 8), hidden=10, image_size=12)
+    wrapped = Wrapped(copy.deepcopy(net))
+    _, walked = campaign_(net, x, y, generator=gen(14), return_report=True)
+    _, hooked = campaign_(wrapped, x, y, generator=gen(14), batch_size=32, return_report=True)
+    assert list(walked) == [name.removeprefix("net.") for name in hooked]
+    for name, r in walked.items():
+        assert r.election.indices.tolist() == hooked["net." + name].election.indices.tolist()
+    for a, b in zip(net.parameters(), wrapped.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_lsuv_after_campaign_rescales_without_turning():

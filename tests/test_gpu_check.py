@@ -47,3 +47,4 @@ def test_dry_run_covers_every_full_profile_experiment(tmp_path):
     table_md = (tmp_path / "table.md").read_text()
     assert "dry run on CPU: timings are not GPU timings" in table_md
     assert "torch " in table_md and "NSR overhead" in table_md
+    assert all(f"| MLP-4, m={m} |" in table_md for m in (1, 5, 20, 50)), table_md

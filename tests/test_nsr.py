@@ -73,6 +73,115 @@ def test_running_means_equal_the_official_fifo_of_raw_activations():
                                        torch.autograd.grad(official, out)[0])
 
 
+def fifo_penalty(outputs, labels, lam, num_classes):
+    """The official scheme, written differently: class means over the raw detached outputs of the last
+    batches (``outputs[0]`` is the current one), then ``lam * mean((x - mu[y])**2)`` on the current batch."""
+    all_x, all_y = torch.cat([o.detach() for o in outputs]), torch.cat(labels)
+    mu = torch.stack([all_x[all_y == c].mean(0) if (all_y == c).any() else torch.zeros(all_x.shape[1])
+                      for c in range(num_classes)])
+    return lam * ((outputs[0] - mu[labels[0]]) ** 2).mean()
+
+
+@pytest.mark.parametrize("onehot_up_to", [0, 10 ** 9])
+@pytest.mark.parametrize("incremental_above", [0, 10 ** 9])
+@pytest.mark.parametrize("memory", [1, 2, 5])
+def test_window_totals_equal_the_fifo_whichever_way_they_are_kept(memory, incremental_above, onehot_up_to,
+                                                                   monkeypatch):
+    """Above ``incremental_above`` running numbers the window's total is updated by adding the new batch and
+    subtracting the leaving one (exact again once per window); below it, summed over the ring each step.
+    Class sums come from a one-hot product (small batches) or a scatter (large ones). Every combination
+    must equal the FIFO for more steps than two windows, gradients included."""
+    monkeypatch.setattr(NeuronSteadiness, "incremental_above", incremental_above)
+    monkeypatch.setattr(NeuronSteadiness, "onehot_up_to", onehot_up_to)
+    model = models.MLP([6, 9, 4])
+    lam, outputs, labels = 0.3, [], []
+    with NeuronSteadiness(model, "fc1", num_classes=4, lam=lam, memory=memory) as nsr:
+        for step in range(2 * memory + 3):
+            x = torch.randn(12, 6, generator=gen(step)) * (1 + step)  # growing scale: rounding would show
+            y = torch.randint(0, 4, (12,), generator=gen(50 + step))
+            model(x)
+            out = nsr._recorder["fc1"]
+            ours = nsr.loss(y)
+            outputs, labels = ([out] + outputs)[:memory], ([y] + labels)[:memory]
+            official = fifo_penalty(outputs, labels, lam, 4)
+            assert ours.item() == pytest.approx(official.item(), rel=1e-5)
+            torch.testing.assert_close(torch.autograd.grad(ours, out, retain_graph=True)[0],
+                                       torch.autograd.grad(official, out)[0])
+        assert (memory > 2 and incremental_above == 0) == nsr._windows["fc1"].incremental
+
+
+def test_half_precision_responses_keep_exact_class_counts():
+    """Counts above 2048 are not exact in float16; the ring is kept in float32 for float16 responses."""
+    layer = nn.Sequential(nn.Identity())
+    x = torch.randn(3000, 2, generator=gen(9)).half()
+    y = torch.zeros(3000, dtype=torch.long)
+    y[-1] = 1
+    with NeuronSteadiness(layer, "0", num_classes=2, memory=1, neuron_reduction="sum") as nsr:
+        layer(x)
+        loss = nsr.loss(y)
+    assert nsr._windows["0"].ring.dtype == torch.float32
+    assert nsr._windows["0"].ring[0, :, 2].tolist() == [2999.0, 1.0]
+    expected = intra_class_variance(x.float(), y).sum()
+    assert loss.float().item() == pytest.approx(expected.item(), rel=1e-2)
+
+
+def test_finiteness_is_read_back_on_the_first_step_and_then_every_check_every_steps(monkeypatch):
+    """No host read-back (``Tensor.item``) on the steps between checks; a NaN that appears between two
+    checks is reported at the next check, and at once by ``last_value``."""
+    monkeypatch.setattr(NeuronSteadiness, "check_every", 4)
+    model = models.MLP([4, 5, 3])
+    y = torch.arange(3).repeat(2)
+    reads = []
+    item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: reads.append(1) or item(self))
+    with NeuronSteadiness(model, "fc1", num_classes=3) as nsr:
+        for step in range(1, 9):
+            reads.clear()
+            model(torch.randn(6, 4, generator=gen(step)))
+            nsr.loss(y)
+            assert len(reads) == (1 if step in (1, 4, 8) else 0), step
+        model(torch.full((6, 4), float("nan")))
+        nsr.loss(y)  # step 9: no check
+        with pytest.raises(ValueError, match="NaN"):
+            nsr.last_value
+        model(torch.full((6, 4), float("nan")))
+        nsr.loss(y)  # step 10
+        model(torch.full((6, 4), float("nan")))
+        nsr.loss(y)  # step 11
+        model(torch.full((6, 4), float("nan")))
+        with pytest.raises(ValueError, match=r"responses of layer\(s\) \['fc1'\] contain NaN"):
+            nsr.loss(y)  # step 12
+
+
+@pytest.mark.parametrize("onehot_up_to", [0, 10 ** 9])
+def test_bad_labels_leave_the_running_statistics_unchanged(onehot_up_to, monkeypatch):
+    monkeypatch.setattr(NeuronSteadiness, "onehot_up_to", onehot_up_to)
+    model = models.MLP([4, 5, 3])
+    x, y = torch.randn(6, 4, generator=gen(11)), torch.arange(3).repeat(2)
+    with NeuronSteadiness(model, "fc1", num_classes=3, memory=2) as nsr:
+        model(x)
+        nsr.loss(y)
+        ring, slot = nsr._windows["fc1"].ring.clone(), nsr._slot
+        for bad in ([0, 1, 2, 0, 1, 3], [0, 1, 2, 0, 1, -1]):
+            model(x)
+            with pytest.raises(ValueError, match=r"class indices in 0\.\.2"):
+                nsr.loss(torch.tensor(bad))
+        assert torch.equal(nsr._windows["fc1"].ring, ring) and nsr._slot == slot
+
+
+def test_a_layer_that_changes_width_asks_for_reset():
+    layer = nn.Sequential(nn.Identity())
+    y = torch.tensor([0, 1, 0, 1])
+    with NeuronSteadiness(layer, "0", num_classes=2, memory=3) as nsr:
+        layer(torch.randn(4, 3, generator=gen(12)))
+        nsr.loss(y)
+        layer(torch.randn(4, 5, generator=gen(13)))
+        with pytest.raises(ValueError, match=r"gives 5 neurons.*hold 3.*call reset\(\)"):
+            nsr.loss(y)
+        nsr.reset()
+        assert nsr.loss(y).item() >= 0
+
+
 def test_absent_classes_and_first_sight():
     model = models.MLP([4, 5, 3])
     x = torch.randn(8, 4, generator=gen(2))

@@ -16,6 +16,8 @@ Each ``chNN_*`` module has
 
 From a shell, ``python -m neuronlab.experiments ch03 --profile full --device cuda`` runs a chapter's
 experiments into the same folders the notebook reads (``--list`` shows what exists).
+
+:mod:`neuronlab.experiments.bench` times what the methods cost (``python scripts/bench.py``).
 """
 
 from importlib import import_module

@@ -7,8 +7,8 @@ official code initializes them (:func:`paper_model`); one run (:func:`train_nsr_
 steadiness curves (:func:`steadiness_history`); the experiments (:data:`EXPERIMENTS`,
 :func:`experiment_grid`) and their tables (:func:`select_lambda`, :func:`summary_table`,
 :func:`comparison_table`), and the numbers its page quotes and plots (:func:`reproduction_frame`,
-:func:`gain_table`, :func:`paper_gnn_gains`, :func:`parse_benchmark`). The method itself is
-:mod:`neuronlab.nsr`.
+:func:`gain_table`, :func:`paper_gnn_gains`). What NSR costs per step is timed by
+:func:`neuronlab.experiments.bench.nsr_table`. The method itself is :mod:`neuronlab.nsr`.
 
 Every quick-profile run of every experiment (258 runs, about an hour of CPU time) is stored with the book
 in ``notebooks/results/ch03/<experiment>_quick``. From a shell::
@@ -20,7 +20,6 @@ in ``notebooks/results/ch03/<experiment>_quick``. From a shell::
 from __future__ import annotations
 
 import contextlib
-import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import pandas as pd
@@ -48,7 +47,6 @@ __all__ = [
     "steadiness_history", "mlp_grid", "experiment_grid", "config_data", "run_config", "run_experiment",
     "missing_runs", "tidy", "select_lambda", "summary_table", "comparison_table", "summary",
     "relative_gain", "change_phrase", "reproduction_frame", "gain_table", "paper_gnn_gains",
-    "parse_benchmark", "benchmark_summary",
 ]
 
 CHAPTER = "ch03"
@@ -668,41 +666,3 @@ def paper_gnn_gains(paper: Mapping = PAPER_GNN_TABLE) -> pd.DataFrame:
     return gains.assign(mean=gains.mean(axis=1), std=gains.std(axis=1))
 
 
-_BENCH_LINE = re.compile(
-    r"^(?P<case>\S.*?)\s+plain\s+(?P<plain_ms>[\d.]+) ms \| NeuronSteadiness\s+(?P<nsr_ms>[\d.]+) ms, "
-    r"ratio (?P<nsr_ratio>[\d.]+),\s*(?P<extra_us>[+-]?\d+) us \| FIFO\s+(?P<fifo_ms>[\d.]+) ms, "
-    r"ratio (?P<fifo_ratio>[\d.]+)\s*$")
-
-
-def parse_benchmark(text: str) -> pd.DataFrame:
-    """The per-round lines that ``scripts/bench_nsr.py`` prints, as a table: ``case`` (model and memory),
-    ``round`` (1, 2, ...), the median step times ``plain_ms``, ``nsr_ms`` (with ``NeuronSteadiness``) and
-    ``fifo_ms`` (with the official code's first-in-first-out scheme), the ratios ``nsr_ratio`` and
-    ``fifo_ratio`` to the plain step, and ``extra_us``, what NSR adds to a step in microseconds. The
-    number of threads of the script's header line is ``frame.attrs["threads"]`` (``None`` if absent)."""
-    rows, rounds = [], {}
-    for line in text.splitlines():
-        match = _BENCH_LINE.match(line.strip())
-        if match:
-            values = match.groupdict()
-            case = values.pop("case")
-            rounds[case] = rounds.get(case, 0) + 1
-            rows.append({"case": case, "round": rounds[case], **{k: float(v) for k, v in values.items()}})
-    if not rows:
-        raise ValueError("no benchmark lines found: is this the output of scripts/bench_nsr.py?")
-    frame = pd.DataFrame(rows)
-    threads = re.search(r"(\d+) threads", text)
-    frame.attrs["threads"] = int(threads.group(1)) if threads else None
-    return frame
-
-
-def benchmark_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per case of :func:`parse_benchmark`'s table (in order of appearance): the median over rounds of
-    every time and ratio, and the smallest and largest ratio of ``NeuronSteadiness`` and of the FIFO
-    (``nsr_ratio_min``, ``nsr_ratio_max``, ``fifo_ratio_min``, ``fifo_ratio_max``)."""
-    groups = frame.groupby("case", sort=False)
-    summary = groups[["plain_ms", "nsr_ms", "fifo_ms", "nsr_ratio", "fifo_ratio", "extra_us"]].median()
-    for column in ("nsr_ratio", "fifo_ratio"):
-        summary[f"{column}_min"] = groups[column].min()
-        summary[f"{column}_max"] = groups[column].max()
-    return summary.assign(rounds=groups.size())

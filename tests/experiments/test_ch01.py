@@ -1,14 +1,20 @@
-"""Chapter 1's experiments: the training grid, one run, the curves and the table."""
+"""Chapter 1's experiments: the training grid, one run, the curves and the table, the runs stored with the
+book."""
 
+import json
 import math
+import statistics
 
 import pandas as pd
 import pytest
 import torch
 
 from neuronlab.experiments import ch01_signals as ch01
+from neuronlab.experiments._common import STORED_RESULTS
 from neuronlab.init import lsuv_
 from neuronlab.runs import config_key
+
+STORED = STORED_RESULTS / "ch01" / "training_quick"
 
 
 def test_training_grid_crosses_every_scheme_activation_and_seed_once():
@@ -117,3 +123,44 @@ def test_lsuv_summary_of_a_he_relu_mlp_reaches_unit_variance_in_one_rescaling_pe
     assert summary["max_deviation"] < 1e-4
     with pytest.raises(ValueError, match="empty"):
         ch01.lsuv_summary({})
+
+
+# ------------------------------------------------------------------------------------------ stored runs
+def _records():
+    return [json.loads(f.read_text()) for f in sorted(STORED.glob("*.json"))]
+
+
+def test_every_quick_run_is_stored_and_its_summary_agrees_with_its_own_history():
+    records = _records()
+    assert {config_key(r["config"]) for r in records} == {config_key(c) for c in ch01.experiment_grid("training")}
+    for record in records:
+        config, result = record["config"], record["result"]
+        history = result["history"]
+        assert history["epoch"] == list(range(1, config["epochs"] + 1))
+        curve = result["test_error_curve"]
+        assert curve == pytest.approx([100 * (1 - a) for a in history["test_acc"]], abs=1e-3)
+        val = history["val_acc"]
+        assert val[result["best_epoch"] - 1] == max(val)
+        assert result["test_error"] == pytest.approx(curve[result["best_epoch"] - 1], abs=1e-3)
+        assert result["min_test_error"] == pytest.approx(min(curve), abs=1e-3)
+        reached = [e for e, v in zip(history["epoch"], val) if v >= 0.9]
+        assert result["epochs_to_90"] == (reached[0] if reached else None)
+        assert result["final_train_loss"] == history["train_loss"][-1] and result["seconds"] > 0
+
+
+def test_stored_runs_are_read_back_without_training_and_give_the_chapters_numbers(monkeypatch, tmp_path):
+    monkeypatch.setattr(ch01, "run_config", lambda config, *a, **k: pytest.fail(f"retrained {config}"))
+    _, run = ch01.setup("quick", 0, tmp_path)
+    table = ch01.run_experiment("training", run)
+    assert len(table) == len(ch01.experiment_grid("training"))
+    frame = ch01.summary_frame(table).set_index(["activation", "scheme"])
+    # against the raw JSON records, averaged with the statistics module
+    for (activation, scheme), row in frame.iterrows():
+        results = [r["result"] for r in _records()
+                   if (r["config"]["activation"], r["config"]["scheme"]) == (activation, scheme)]
+        assert row["n"] == len(results) == len(ch01.SETTINGS["quick"]["seeds"])
+        assert row["test_error_mean"] == pytest.approx(statistics.mean(r["test_error"] for r in results))
+        reached = [r["epochs_to_90"] for r in results if r["epochs_to_90"] is not None]
+        assert row["reached_90"] == len(reached)
+        if reached:
+            assert row["epochs_to_90_mean"] == pytest.approx(statistics.mean(reached))

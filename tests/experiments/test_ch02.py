@@ -83,12 +83,47 @@ def test_stored_fashion_runs_are_read_back_and_give_the_books_table(monkeypatch,
                                                                  "best_epoch")
 
 
-def _cell_from_records(base, arch, method, value, epoch):
-    results = [r["result"] for r in (json.loads(f.read_text()) for f in STORED.glob("*.json"))
+def _cell_from_records(base, arch, method, value, epoch, folder=STORED):
+    results = [r["result"] for r in (json.loads(f.read_text()) for f in folder.glob("*.json"))
                if (r["config"]["base"], r["config"]["arch"], r["config"]["method"]) == (base, arch, method)]
     errors = [r[value] for r in results]
     return f"{statistics.mean(errors):.2f} ± {statistics.stdev(errors):.2f} " \
            f"({statistics.mean(r[epoch] for r in results):.0f})"
+
+
+@pytest.mark.parametrize("experiment", ["tables", "cnn"])
+def test_every_quick_run_of_the_tables_and_the_cnn_is_stored_with_consistent_timings(experiment):
+    folder = _common.STORED_RESULTS / "ch02" / f"{experiment}_quick"
+    records = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
+    assert {config_key(r["config"]) for r in records} == {config_key(c) for c in ch02.experiment_grid(experiment)}
+    for record in records:
+        config, result = record["config"], record["result"]
+        curve = result["test_error_curve"]
+        assert len(curve) == len(result["train_loss_curve"]) == config["epochs"]
+        assert result["min_test_error"] == pytest.approx(min(curve), abs=1e-3)
+        assert curve[result["epoch_of_min"] - 1] == pytest.approx(min(curve), abs=1e-3)
+        assert result["test_error"] == pytest.approx(curve[result["best_epoch"] - 1], abs=1e-3)
+        # seconds: the initialization plus the training, whose mean per epoch is epoch_seconds
+        assert result["seconds"] == pytest.approx(result["init_seconds"] + config["epochs"] * result["epoch_seconds"])
+        assert result["init_seconds"] > 0 and result["epoch_seconds"] > 0
+
+
+def test_stored_tables_and_cnn_runs_are_read_back_and_give_the_books_tables(monkeypatch, tmp_path):
+    monkeypatch.setattr(ch02, "run_config", lambda config, device: pytest.fail(f"retrained {config}"))
+    _, run = ch02.setup("quick", 0, tmp_path)
+    table = ch02.run_experiment("tables", run)
+    assert len(table) == 108
+    folder = _common.STORED_RESULTS / "ch02" / "tables_quick"
+    ours = ch02.comparison_table(table, ch02.PAPER_TABLE1, ["vanilla", "lsuv", "ibci"]).set_index(["init", "layers"])
+    assert ours.loc[("Xavier", "2"), "IBCI (ours)"] == _cell_from_records("xavier", "IBCI-2", "ibci",
+                                                                          "min_test_error", "epoch_of_min", folder)
+    assert ours.loc[("He", "5"), "Vanilla (ours)"] == _cell_from_records("he", "IBCI-5", "vanilla",
+                                                                         "min_test_error", "epoch_of_min", folder)
+    cnn = ch02.cnn_table(ch02.run_experiment("cnn", run)).set_index("method")
+    records = [json.loads(f.read_text()) for f in (_common.STORED_RESULTS / "ch02" / "cnn_quick").glob("*.json")]
+    init = [r["result"]["init_seconds"] for r in records if r["config"]["method"] == "ibci"]
+    assert cnn.loc["ibci", "initialization (s)"] == round(statistics.mean(init), 2)
+    assert list(cnn.index) == list(ch02.CNN_METHODS)
 
 
 # ------------------------------------------------------------------------------------------------- runs

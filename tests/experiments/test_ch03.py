@@ -2,11 +2,7 @@
 
 import json
 import math
-import os
 import statistics
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -336,32 +332,3 @@ def test_phrases_for_the_page():
         ch03.change_phrase(0.0, 1.0)
 
 
-BENCH_OUTPUT = """torch 2.1, 2 threads, CPU
-MLP-4, NSR on the logits (m=5)     plain   0.709 ms | NeuronSteadiness   0.839 ms, ratio 1.183,  +130 us | FIFO   0.840 ms, ratio 1.185
-SmallCNN, NSR on fc2 (m=1)         plain  23.077 ms | NeuronSteadiness  21.824 ms, ratio 0.946, -1253 us | FIFO  21.610 ms, ratio 0.936
-MLP-4, NSR on the logits (m=5)     plain   0.720 ms | NeuronSteadiness   0.861 ms, ratio 1.195,  +140 us | FIFO   0.857 ms, ratio 1.190
-MLP-4: median step-time ratio over 2 rounds: NeuronSteadiness 1.189, FIFO 1.188
-"""
-
-
-def test_parse_benchmark_reads_the_per_round_lines_and_summarizes_them():
-    timings = ch03.parse_benchmark(BENCH_OUTPUT)
-    assert timings.attrs["threads"] == 2 and len(timings) == 3
-    assert list(timings["round"]) == [1, 1, 2]
-    cnn = timings.iloc[1]
-    assert (cnn.case, cnn.plain_ms, cnn.nsr_ratio, cnn.extra_us, cnn.fifo_ms) == (
-        "SmallCNN, NSR on fc2 (m=1)", 23.077, 0.946, -1253.0, 21.61)
-    summary = ch03.benchmark_summary(timings).loc["MLP-4, NSR on the logits (m=5)"]
-    assert summary.rounds == 2 and summary.nsr_ratio == pytest.approx((1.183 + 1.195) / 2)
-    assert (summary.nsr_ratio_min, summary.nsr_ratio_max, summary.fifo_ratio_max) == (1.183, 1.195, 1.190)
-    with pytest.raises(ValueError, match="bench_nsr"):
-        ch03.parse_benchmark("nothing here")
-
-
-def test_parse_benchmark_reads_what_the_benchmark_script_prints():
-    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_nsr.py"
-    out = subprocess.run([sys.executable, str(script), "--rounds", "1", "--repeats", "2"], capture_output=True,
-                         text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout
-    timings = ch03.parse_benchmark(out)
-    assert len(timings) == 3 and timings.attrs["threads"] == 1  # MLP-4 m = 5 and 50, SmallCNN
-    assert timings["case"].str.startswith(("MLP-4", "SmallCNN")).all() and (timings["plain_ms"] > 0).all()

@@ -228,6 +228,45 @@ def test_stored_runs_are_read_back_without_training(monkeypatch, tmp_path):
     _, run = ch04.setup("quick", 0, tmp_path)
     table = ch04.run_experiment("fashion", run)
     assert len(table) == 9 and set(table["width"]) == {20, 50, 100, 200}
+    grid = ch04.run_experiment("grid", run)
+    assert len(grid) == 18 and set(grid["seed"]) == {0, 1} and set(grid["dataset"]) == {"mnist-5k"}
+    noise = ch04.run_experiment("noise", run)
+    assert sorted(noise["fraction"]) == [0.0, 0.2, 0.4]
+
+
+def test_stored_grid_runs_stop_by_their_protocol():
+    """Early stopping ends a run ``patience`` epochs after its best validation epoch, or at the cap."""
+    store = RunStore(STORED_RESULTS / "ch04" / "grid_quick")
+    assert {config_key(r["config"]) for r in store.records()} == {config_key(c)
+                                                                   for c in ch04.experiment_grid("grid", "quick")}
+    for record in store.records():
+        config, result = record["config"], record["result"]
+        curve = result["test_error_curve"]
+        assert len(curve) == result["epochs_trained"] <= config["max_epochs"]
+        assert (result["epochs_trained"] - result["best_epoch"] == config["patience"]
+                or result["epochs_trained"] == config["max_epochs"])
+        assert result["test_error"] == pytest.approx(curve[result["best_epoch"] - 1], abs=1e-3)
+        assert result["seconds"] == result["train_seconds"] + result["analysis_seconds"]
+        assert len(result["perplexity"]) == config["depth"]
+        assert all(len(v) == config["depth"] for v in result["layer_accuracy"].values())
+
+
+def test_stored_noise_runs_track_their_epochs_and_corrupt_their_share():
+    store = RunStore(STORED_RESULTS / "ch04" / "noise_quick")
+    records = store.records()
+    assert {config_key(r["config"]) for r in records} == {config_key(c) for c in ch04.experiment_grid("noise")}
+    train_size = 3500                                   # mnist-5k's training split
+    for record in records:
+        config, result = record["config"], record["result"]
+        every, epochs = config["track_every"], config["epochs"]
+        track = result["track"]
+        assert [row["epoch"] for row in track] == [1] + list(range(every, epochs + 1, every))
+        assert len(result["test_error_curve"]) == epochs     # no early stopping
+        for row in track:                                   # the tracked test error is the curve's
+            assert row["test_error"] == pytest.approx(result["test_error_curve"][row["epoch"] - 1], abs=1e-3)
+            assert len(row["layer_acc_clean"]) == config["depth"]
+        assert result["corrupted"] == round(config["fraction"] * train_size)
+        assert math.isnan(track[-1]["train_error_corrupted"]) == (config["fraction"] == 0)
 
 
 # ---------------------------------------------------------------------------------- the page's frames

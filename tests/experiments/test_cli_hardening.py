@@ -2,7 +2,7 @@
 names the argument, the bad value and what is allowed. The functions that would train, measure, time or
 write are replaced by ones that fail the test when called, so a rejected command line provably does nothing.
 
-Entry points: ``python -m neuronlab.experiments`` and the scripts ``gpu_check.py``, ``bench_nsr.py``,
+Entry points: ``python -m neuronlab.experiments`` and the scripts ``gpu_check.py``, ``bench.py``,
 ``set_repository.py`` and ``check_rendered_pages.py`` (``check_in_browser.py`` has its own tests).
 """
 
@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 
 from neuronlab.experiments import CHAPTERS, chapter
 from neuronlab.experiments import __main__ as cli
+from neuronlab.experiments import bench
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
-import bench_nsr  # noqa: E402
 import check_rendered_pages  # noqa: E402
 import set_repository  # noqa: E402
 
@@ -280,30 +280,40 @@ def test_gpu_check_valid_arguments_parse_as_before(gpu_check, tmp_path, monkeypa
     assert gpu_check.parse_args(["--out", "~/x"]).out == tmp_path / "x"  # not a folder literally named "~"
 
 
-# ============================================================================== scripts/bench_nsr.py
+# ============================================================================== scripts/bench.py
 BENCH_CASES = {
     "zero repeats": (["--repeats", "0"], ["argument --repeats", "0 is not a count of at least 1"]),
     "negative repeats": (["--repeats", "-3"], ["argument --repeats", "-3 is not a count of at least 1"]),
     "repeats not an integer": (["--repeats", "2.5"], ["argument --repeats", "'2.5' is not an integer"]),
     "zero rounds": (["--rounds", "0"], ["argument --rounds", "0 is not a count of at least 1"]),
     "rounds not an integer": (["--rounds", "x"], ["argument --rounds", "'x' is not an integer"]),
+    "zero threads": (["--threads", "0"], ["argument --threads", "0 is not a count of at least 1"]),
+    "unknown table": (["nsr", "speed"], ["unknown table 'speed'", "nsr, campaign, perplexity, similarity"]),
 }
+TABLE_FUNCTIONS = ("nsr_table", "campaign_table", "perplexity_table", "similarity_table")
 
 
 @pytest.mark.parametrize("case", list(BENCH_CASES))
-def test_bench_nsr_refuses_bad_counts_before_timing(case, monkeypatch):
-    monkeypatch.setattr(bench_nsr, "bench", _fail("bench_nsr.bench"))
+def test_bench_refuses_bad_arguments_before_timing(case, monkeypatch):
+    for name in TABLE_FUNCTIONS:
+        monkeypatch.setattr(bench, name, _fail(f"bench.{name}"))
     argv, needles = BENCH_CASES[case]
-    rejected(bench_nsr.main, argv, *needles)
+    rejected(bench.main, argv, *needles)
 
 
-def test_bench_nsr_valid_counts_run_as_before(monkeypatch, capsys):
+def test_bench_times_only_the_tables_asked_for(monkeypatch, capsys):
+    import pandas as pd
     calls = []
-    monkeypatch.setattr(bench_nsr, "bench", lambda name, model, layer, x, y, repeats, memory:
-                        calls.append((name, repeats, memory)) or (1.0, 1.0))
-    bench_nsr.main(["--repeats", "1", "--rounds", "2"])
-    assert len(calls) == 6 and [c[1] for c in calls[:3]] == [1, 1, 20]  # SmallCNN: max(20, repeats // 10)
-    assert "median step-time ratio over 2 rounds" in capsys.readouterr().out
+    for name in TABLE_FUNCTIONS:
+        monkeypatch.setattr(bench, name, _fail(f"bench.{name}"))
+    frame = pd.DataFrame({"case": ["MLP-4, m=1"], "round": [1], "memory": [1], "plain_ms": [1.0],
+                          "square_ratio": [1.1], "nsr_ratio": [1.1], "fifo_ratio": [1.2], "nsr_extra_us": [100.0],
+                          "nsr_over_fifo": [0.9]})
+    monkeypatch.setattr(bench, "nsr_table", lambda **kw: calls.append(kw) or frame)
+    out = bench.main(["nsr", "--repeats", "1", "--rounds", "2"])
+    assert list(out) == ["nsr"] and calls == [{"repeats": 1, "rounds": 2, "device": None}]
+    printed = capsys.readouterr().out
+    assert printed.startswith("machine: ") and "PyTorch threads" in printed and "MLP-4, m=1" in printed
 
 
 # ============================================================================== scripts/set_repository.py
