@@ -17,7 +17,7 @@ FLOORS = {"config": 1, "probe": 1, "models": 1, "runs": 1, "plots": 1, "book": 1
           "classwise": 2,
           "init": 3, "signal": 3, "campaign": 3, "nsr": 3, "regularizers": 3, "cooperating": 3,
           "similarity": 3, "neurons": 3, "rejuvenation": 3,
-          "experiments": 4,
+          "experiments": 4, "exercises": 4,
           "widgets": 5}
 METHODS = ("init", "signal", "campaign", "nsr", "regularizers", "cooperating", "similarity", "neurons",
            "rejuvenation", "classwise", "probe")
