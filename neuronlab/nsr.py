@@ -385,10 +385,10 @@ class NeuronSteadiness(RecordingTerm):
             total = penalty if total is None else total + penalty
         self._slot = (self._slot + 1) % self.memory
         self._steps += 1
-        value, world = total, 1  # kept as it is (no detach: one operation less); last_value reads the number
+        value, world = total.detach(), 1  # not the graph, which would be freed inside the next step
         if distributed:
             world = torch.distributed.get_world_size()
-            value = total.detach().clone()
+            value = value.clone()
             torch.distributed.all_reduce(value)
         self._last = value
         if self._steps == 1 or self._steps % self.check_every == 0:
@@ -397,11 +397,12 @@ class NeuronSteadiness(RecordingTerm):
         return total * world if world > 1 else total
 
     def _make_plan(self, inputs, mask, distributed: bool):
-        """What the common case of :meth:`loss` needs, kept after a first step that went the general way: one dense layer,
-        frequency weights, one lambda, one process, no mask, small batches (one-hot). On a small network a
-        step of this term costs its number of operations and its Python overhead, so the common case
-        skips the general path's bookkeeping; anything else goes the general way again. Whether training
-        is distributed is read at that first step (a process group started later needs ``reset()``)."""
+        """What the common case of :meth:`loss` needs, kept after a first step that went the general way:
+        one dense layer, frequency weights, one lambda, one process, no mask, small batches (one-hot). On a
+        small network a step of this term costs its number of operations and its Python overhead, so the
+        common case skips the general path's bookkeeping; anything else goes the general way again.
+        Whether training is distributed is read at that first step (a process group started later needs
+        ``reset()``)."""
         if len(self.layers) != 1 or not self._frequency_weights or mask is not None or distributed:
             return None
         name = next(iter(self.layers))
@@ -616,9 +617,9 @@ class _ClassWindow:
     def update(self, index: int, x: torch.Tensor, y: torch.Tensor, onehot: Optional[torch.Tensor],
                counts: Optional[torch.Tensor], distributed: bool) -> Tuple[torch.Tensor, torch.Tensor]:
         """Put batch ``(x, y)`` in slot ``index``, by a product with the labels' ``onehot`` matrix when
-        given, else by scattering (with the class ``counts`` when given); return the class means over the window (``[K, n]``; a class absent from the whole window gets
-        0/0, a row that is never read) and the batch's class counts (all ranks together when
-        distributed)."""
+        given, else by scattering (with the class ``counts`` when given); return the class means over the
+        window (``[K, n]``; a class absent from the whole window gets 0/0, a row that is never read) and
+        the batch's class counts (all ranks together when distributed)."""
         slot, batch_counts = self.slots[index], self.counts[index]
         if self.incremental:
             self.total.sub_(slot)  # the batch that leaves the window

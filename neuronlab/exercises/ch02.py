@@ -11,7 +11,8 @@ Usage in the notebook: ``exercises.ch02.check_elect(elect)``.
 >>> def target_information(z, labels):
 ...     classes = labels.unique()
 ...     means = torch.stack([z[labels == c].mean() for c in classes])
-...     variances = torch.stack([z[labels == c].var(unbiased=False) for c in classes])
+...     variances = torch.stack([z[labels == c].var(unbiased=False)
+...                              for c in classes])
 ...     return (means.var(unbiased=False) - variances.mean()).item()
 >>> check_target_information(target_information)
 target_information: all checks passed

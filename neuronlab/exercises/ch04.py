@@ -23,6 +23,8 @@ from neuronlab.cooperating import ActivationPatterns, NodeClassifiers, layer_per
 
 from ._checks import as_array, expect, run_check
 
+_PER_CLASS = ("the perplexity of each class", "one number per class")
+
 __all__ = ["check_perplexity", "check_discrete_node_classifier"]
 
 
@@ -63,7 +65,8 @@ def check_perplexity(fn: Callable) -> None:
         ...     for c in range(num_classes):
         ...         rows = [tuple(row) for row in patterns[labels == c].tolist()]
         ...         counts = Counter(rows).values()
-        ...         entropy = -sum(n / len(rows) * math.log(n / len(rows)) for n in counts)
+        ...         shares = [n / len(rows) for n in counts]
+        ...         entropy = -sum(p * math.log(p) for p in shares)
         ...         result.append(math.exp(entropy))
         ...     return result
         >>> check_perplexity(perplexity)
@@ -76,7 +79,7 @@ def check_perplexity(fn: Callable) -> None:
         patterns[:12, [0, 2]] = True
         patterns[12:, 3] = True
         patterns[12:, 4] = torch.tensor([True, True, False, False])
-        values = as_array(fn(patterns, _labels([12, 4]), 2), (2,), "the perplexity of each class", "one number per class")
+        values = as_array(fn(patterns, _labels([12, 4]), 2), (2,), *_PER_CLASS)
         hint = ("you returned the entropy: the perplexity is its exponential, exp(H)" if abs(values[0]) < 1e-9
                 else "compute it per class, from that class's samples only")
         expect(abs(values[0] - 1) < 1e-9,
@@ -88,7 +91,7 @@ def check_perplexity(fn: Callable) -> None:
         patterns = torch.cat([torch.eye(5, dtype=torch.bool).repeat_interleave(3, dim=0),
                               torch.zeros(8, 5, dtype=torch.bool)])
         patterns[15:19, 0] = True
-        values = as_array(fn(patterns, _labels([15, 8]), 2), (2,), "the perplexity of each class", "one number per class")
+        values = as_array(fn(patterns, _labels([15, 8]), 2), (2,), *_PER_CLASS)
         expect(abs(values[0] - 5) < 1e-9 and abs(values[1] - 2) < 1e-9,
                f"5 equally frequent patterns give perplexity 5 and 2 give 2; got {values[0]:.4g} and "
                f"{values[1]:.4g}. The perplexity is exp of the entropy, with the natural logarithm")
@@ -96,7 +99,7 @@ def check_perplexity(fn: Callable) -> None:
     def distinct(fn):
         patterns = torch.tensor([[(i >> b) & 1 for b in range(3)] for i in range(7)], dtype=torch.bool)
         patterns = torch.cat([patterns, torch.ones(3, 3, dtype=torch.bool)])
-        values = as_array(fn(patterns, _labels([7, 3]), 2), (2,), "the perplexity of each class", "one number per class")
+        values = as_array(fn(patterns, _labels([7, 3]), 2), (2,), *_PER_CLASS)
         expect(abs(values[0] - 7) < 1e-9,
                f"7 samples with 7 different patterns give perplexity 7 (the class size), got {values[0]:.4g}")
 
@@ -104,7 +107,7 @@ def check_perplexity(fn: Callable) -> None:
         for seed, (n, width, k) in enumerate([(60, 3, 3), (90, 4, 4), (40, 2, 2)], start=1):
             patterns, labels = _random_patterns(seed, n, width, k)
             expected = layer_perplexity(ActivationPatterns.from_responses(patterns), labels, k)
-            values = as_array(fn(patterns, labels, k), (k,), "the perplexity of each class", "one number per class")
+            values = as_array(fn(patterns, labels, k), (k,), *_PER_CLASS)
             expect(np.allclose(values, expected, rtol=1e-9, atol=1e-9),
                    f"on random patterns ({n} samples, {width} nodes, {k} classes) cooperating.layer_perplexity "
                    f"gives {np.round(expected, 3).tolist()}, yours {np.round(values, 3).tolist()}: weigh each "
@@ -147,7 +150,8 @@ def check_discrete_node_classifier(fn: Callable) -> None:
         >>> def discrete_node_classifier(activations, labels, num_classes):
         ...     onehot = torch.nn.functional.one_hot(labels, num_classes).double()
         ...     count_on = (activations > 0).double().T @ onehot
-        ...     return (count_on + 1) / (count_on.sum(1, keepdim=True) + num_classes)
+        ...     total = count_on.sum(1, keepdim=True)
+        ...     return (count_on + 1) / (total + num_classes)
         >>> check_discrete_node_classifier(discrete_node_classifier)
         discrete_node_classifier: all checks passed
     """

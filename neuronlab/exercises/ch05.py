@@ -11,7 +11,9 @@ Usage in the notebook: ``exercises.ch05.check_linear_cka(linear_cka)``.
 >>> def linear_cka(x, y):
 ...     x, y = x - x.mean(0), y - y.mean(0)
 ...     cross = torch.linalg.matrix_norm(y.T @ x) ** 2
-...     return float(cross / (torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)))
+...     norm_x = torch.linalg.matrix_norm(x.T @ x)
+...     norm_y = torch.linalg.matrix_norm(y.T @ y)
+...     return float(cross / (norm_x * norm_y))
 >>> check_linear_cka(linear_cka)
 linear_cka: all checks passed
 """
