@@ -924,7 +924,13 @@ def slides_notebook(path: Path, index: LabelIndex, bib: Bibliography) -> dict:
     """The deck of the (executed) chapter notebook at ``path``: its cells tagged ``slide``, one slide each."""
     notebook = json.loads(path.read_text(encoding="utf-8"))
     stem, number = path.stem, chapter_number(path)
-    converter = Converter(stem, number, index, glue_values(notebook), bib, mode="slides")
+    values = glue_values(notebook)
+    committed = NOTEBOOKS / path.name
+    if committed.resolve() != path.resolve() and committed.is_file():
+        # myst-nb's executed copies keep the glued figures but not every glued number or phrase: those
+        # come from the committed run (the one the student editions quote), the executed copy wins
+        values = {**glue_values(json.loads(committed.read_text(encoding="utf-8"))), **values}
+    converter = Converter(stem, number, index, values, bib, mode="slides")
     cells: List[dict] = []
     for ci, cell in enumerate(notebook["cells"]):
         if "slide" not in cell.get("metadata", {}).get("tags", []):
