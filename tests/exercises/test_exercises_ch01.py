@@ -10,14 +10,6 @@ from neuronlab.exercises import ExerciseFailed, ch01
 
 
 # ------------------------------------------------------------------------------------------- init_std
-def test_init_std_passes_on_the_reference_solution(solutions, capsys):
-    ch01.check_init_std(solutions(1)["init_std"])  # raises ExerciseFailed if the check fails
-    assert capsys.readouterr().out.strip() == "init_std: all checks passed"
-
-
-def test_init_std_fails_on_the_skeleton(skeletons):
-    with pytest.raises(ExerciseFailed, match="not implemented"):
-        ch01.check_init_std(skeletons(1)["init_std"])
 
 
 def _he_or_xavier(he_variance):
@@ -54,14 +46,6 @@ def test_init_std_says_what_a_non_number_is():
 
 
 # ---------------------------------------------------------------------------------------- forward_stds
-def test_forward_stds_passes_on_the_reference_solution(solutions, capsys):
-    ch01.check_forward_stds(solutions(1)["forward_stds"])  # raises ExerciseFailed if the check fails
-    assert capsys.readouterr().out.strip() == "forward_stds: all checks passed"
-
-
-def test_forward_stds_fails_on_the_skeleton(skeletons):
-    with pytest.raises(ExerciseFailed, match="not implemented"):
-        ch01.check_forward_stds(skeletons(1)["forward_stds"])
 
 
 PHI = {"relu": torch.relu, "tanh": torch.tanh, "linear": lambda z: z}

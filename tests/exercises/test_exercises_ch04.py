@@ -42,18 +42,6 @@ def test_each_code_exercise_is_followed_by_its_solution_check_and_solution_text(
         assert solution.startswith(f":::{{solution}} {label}\n")
 
 
-@pytest.mark.parametrize("name", CHECKS)
-def test_the_reference_solution_passes(name, solutions, capsys):
-    CHECKS[name](solutions(CHAPTER)[name])
-    assert capsys.readouterr().out.strip() == f"{name}: all checks passed"
-
-
-@pytest.mark.parametrize("name", CHECKS)
-def test_the_skeleton_fails_as_not_implemented(name, skeletons):
-    with pytest.raises(ExerciseFailed, match="not implemented"):
-        CHECKS[name](skeletons(CHAPTER)[name])
-
-
 # -------------------------------------------------------------------------------------- wrong perplexities
 def _perplexity(entropy_log=math.log, power=math.exp, pooled=False, distinct=False):
     """A per-class perplexity built from Python counters, with one of the typical slips switched on."""
